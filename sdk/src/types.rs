@@ -1,0 +1,304 @@
+//! The plain Rust values a plugin sees; `adapter` converts them to and from WIT.
+
+use std::cell::OnceCell;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// A CloudEvents 1.0 event as the engine stored it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The CloudEvents `id`.
+    pub id: String,
+    /// The CloudEvents `type`, e.g. `order.created`.
+    pub ty: String,
+    /// The CloudEvents `source`.
+    pub source: String,
+    /// The CloudEvents `subject`.
+    pub subject: Option<String>,
+    /// RFC 3339 time of the event.
+    pub time: String,
+    /// The app (tenant) the event belongs to.
+    pub app_id: String,
+    /// `data` as JSON text (an object, or `null`). Use [`Event::data`] to read it.
+    pub data_json: String,
+    /// Extension attributes as JSON object text.
+    pub extensions_json: String,
+    pub(crate) data: OnceCell<Value>,
+}
+
+impl Event {
+    /// Builds an event; `data_json` is JSON text.
+    pub fn new(
+        id: impl Into<String>,
+        ty: impl Into<String>,
+        source: impl Into<String>,
+        time: impl Into<String>,
+        data_json: impl Into<String>,
+    ) -> Self {
+        Event {
+            id: id.into(),
+            ty: ty.into(),
+            source: source.into(),
+            subject: None,
+            time: time.into(),
+            app_id: String::new(),
+            data_json: data_json.into(),
+            extensions_json: "{}".into(),
+            data: OnceCell::new(),
+        }
+    }
+
+    /// Sets the subject.
+    pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// Sets the extension attributes (JSON object text).
+    pub fn with_extensions(mut self, extensions_json: impl Into<String>) -> Self {
+        self.extensions_json = extensions_json.into();
+        self
+    }
+
+    /// Sets the app id.
+    pub fn with_app_id(mut self, app_id: impl Into<String>) -> Self {
+        self.app_id = app_id.into();
+        self
+    }
+
+    /// The event's `data`, parsed once. `Value::Null` when absent or not JSON.
+    pub fn data(&self) -> &Value {
+        self.data
+            .get_or_init(|| serde_json::from_str(&self.data_json).unwrap_or(Value::Null))
+    }
+}
+
+/// An endpoint's plugin config: a JSON object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config(pub Map<String, Value>);
+
+impl Config {
+    /// Parses config JSON text; it must be an object (or empty / `null`).
+    pub fn parse(text: &str) -> Result<Config, PluginError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Ok(Config(map)),
+            Ok(Value::Null) => Ok(Config::default()),
+            Ok(_) => Err(PluginError::BadConfig("config must be a JSON object".into())),
+            Err(e) => Err(PluginError::BadConfig(format!("config is not valid JSON: {e}"))),
+        }
+    }
+
+    /// The raw value of an option.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    /// A string option; `Err` names the option when it is present but not a string.
+    pub fn str(&self, key: &str) -> Result<Option<&str>, PluginError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(PluginError::BadConfig(format!("{key}: must be a string"))),
+        }
+    }
+
+    /// A boolean option; `Err` names the option when it is present but not a boolean.
+    pub fn bool(&self, key: &str) -> Result<Option<bool>, PluginError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(PluginError::BadConfig(format!("{key}: must be true or false"))),
+        }
+    }
+
+    /// A non-negative integer option; `Err` names the option when it is not one.
+    pub fn u64(&self, key: &str) -> Result<Option<u64>, PluginError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                PluginError::BadConfig(format!("{key}: must be a non-negative integer"))
+            }),
+        }
+    }
+
+    /// Refuses options this plugin does not know, naming the first one.
+    pub fn allow_only(&self, known: &[&str]) -> Result<(), PluginError> {
+        match self.0.keys().find(|k| !known.contains(&k.as_str())) {
+            None => Ok(()),
+            Some(k) => Err(PluginError::BadConfig(format!(
+                "{k}: unknown option (known: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ))),
+        }
+    }
+}
+
+/// One HTTP request for the engine to sign and POST.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The exact bytes to send.
+    pub body: Vec<u8>,
+    /// The `Content-Type` header.
+    pub content_type: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Query string to append to the endpoint URL, without `?`.
+    pub query: Option<String>,
+}
+
+impl Request {
+    /// A request with a JSON body (`application/json`).
+    pub fn json(value: &Value) -> Request {
+        Request::bytes(value.to_string().into_bytes(), "application/json")
+    }
+
+    /// A request with the given body and content type.
+    pub fn bytes(body: Vec<u8>, content_type: impl Into<String>) -> Request {
+        Request { body, content_type: content_type.into(), headers: Vec::new(), query: None }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the query string to append to the endpoint URL.
+    pub fn query(mut self, query: impl Into<String>) -> Request {
+        self.query = Some(query.into());
+        self
+    }
+
+    /// The body as text (lossy), for tests and logs.
+    pub fn body_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+
+    /// The body parsed as JSON, for tests.
+    pub fn body_json(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
+/// Why a plugin could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginError {
+    /// The endpoint's config is wrong; the message names the option.
+    BadConfig(String),
+    /// This event cannot be turned into a request; retrying will not help.
+    BadEvent(String),
+    /// A bug in the plugin; the engine retries.
+    Internal(String),
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginError::BadConfig(m) => write!(f, "bad config: {m}"),
+            PluginError::BadEvent(m) => write!(f, "bad event: {m}"),
+            PluginError::Internal(m) => write!(f, "plugin error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginInfo {
+    /// Short lowercase name used in endpoint configs.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    /// One line for operators.
+    pub description: String,
+    /// JSON Schema of the config, as JSON.
+    pub config_schema: Value,
+}
+
+impl PluginInfo {
+    /// Info with an empty config schema.
+    pub fn new(name: &str, version: &str, description: &str) -> PluginInfo {
+        PluginInfo {
+            name: name.into(),
+            version: version.into(),
+            description: description.into(),
+            config_schema: Value::Object(Map::new()),
+        }
+    }
+
+    /// Sets the config schema.
+    pub fn with_config_schema(mut self, schema: Value) -> PluginInfo {
+        self.config_schema = schema;
+        self
+    }
+}
+
+/// The endpoint's answer to one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// Headers, names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// The start of the body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A response for tests.
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response { status, headers: Vec::new(), body: body.into() }
+    }
+
+    /// Adds a header (name lowercased), for tests.
+    pub fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn body_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+}
+
+/// A plugin's reading of an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Delivered.
+    Success,
+    /// Try again after this many seconds.
+    RetryAfter(u32),
+    /// Will never succeed; the reason is recorded.
+    Fail(String),
+    /// The URL is gone for good; disable the endpoint with this reason.
+    DisableEndpoint(String),
+}
+
+/// Log level of a plugin's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Very detailed.
+    Trace,
+    /// Detailed.
+    Debug,
+    /// Normal.
+    Info,
+    /// Something looks wrong.
+    Warn,
+    /// Something is wrong.
+    Error,
+}
