@@ -1,1 +1,5 @@
-fn main() {}
+//! The `hookline` binary; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    hookline::cli::main()
+}

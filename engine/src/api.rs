@@ -1,0 +1,104 @@
+//! The HTTP API (axum), versioned under `/v1`. Handlers parse and validate
+//! input, then call into `store` and `plugins`; they hold no business logic
+//! of their own and never send internal error details to clients.
+
+mod apps;
+mod deliveries;
+mod endpoints;
+pub mod error;
+mod events;
+mod plugins;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::cloudevent::EventLimits;
+use crate::plugins::PluginHost;
+use crate::store::Store;
+pub use error::ApiError;
+
+/// Handles shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub host: Arc<PluginHost>,
+    /// Wakes the dispatcher when new deliveries are committed.
+    pub wake: Arc<Notify>,
+    pub event_limits: Arc<EventLimits>,
+    /// Largest request body accepted by `POST /v1/events`.
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .nest("/v1/apps", apps::routes().merge(endpoints::routes()))
+        .nest("/v1/events", events::routes(state.max_body_bytes))
+        .nest("/v1/deliveries", deliveries::routes())
+        .nest("/v1/plugins", plugins::routes())
+        .with_state(state)
+}
+
+/// Parses a JSON body into `T`, with errors that say what is wrong and where.
+fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = read_body(body)?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))
+}
+
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(inner)
+            if inner.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            ApiError::TooLarge(format!(
+                "body: larger than the limit ({})",
+                inner.body_text()
+            ))
+        }
+        other => ApiError::BadRequest(format!("body: {}", other.body_text())),
+    })
+}
+
+/// `?limit=&cursor=` for list endpoints.
+#[derive(Debug, serde::Deserialize)]
+struct Page {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 250;
+
+impl Page {
+    fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(DEFAULT_PAGE),
+            Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            Some(n) => Err(ApiError::invalid(
+                "limit",
+                format!("must be 1 to {MAX_PAGE}, got {n}"),
+            )),
+        }
+    }
+}
+
+/// A page of results; `next_cursor` is set when there may be more.
+fn page<T: serde::Serialize>(
+    items: Vec<T>,
+    limit: i64,
+    cursor_of: impl Fn(&T) -> String,
+) -> serde_json::Value {
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().map(&cursor_of))
+        .flatten();
+    serde_json::json!({ "data": items, "next_cursor": next })
+}

@@ -1,0 +1,82 @@
+//! `/v1/apps`: the tenants.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState, Page, page, parse_json};
+use crate::id::{new_id, now_ms, rfc3339};
+use crate::store::apps::{self, App};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(list).post(create))
+        .route("/{app_id}", get(fetch))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateApp {
+    name: String,
+}
+
+#[derive(Serialize)]
+struct AppOut {
+    id: String,
+    name: String,
+    created_at: String,
+}
+
+impl From<App> for AppOut {
+    fn from(a: App) -> AppOut {
+        AppOut {
+            id: a.id,
+            name: a.name,
+            created_at: rfc3339(a.created_at),
+        }
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<AppOut>), ApiError> {
+    let input: CreateApp = parse_json(body)?;
+    let name = input.name.trim().to_string();
+    if name.is_empty() || name.len() > 256 {
+        return Err(ApiError::invalid("name", "must be 1 to 256 bytes"));
+    }
+    let app = App {
+        id: new_id("app"),
+        name,
+        created_at: now_ms(),
+    };
+    let row = app.clone();
+    state.store.write(move |c| apps::insert(c, &row)).await?;
+    Ok((StatusCode::CREATED, Json(app.into())))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(p): Query<Page>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = p.limit()?;
+    let rows = state
+        .store
+        .read(move |c| apps::list(c, p.cursor.as_deref(), limit))
+        .await?;
+    let out: Vec<AppOut> = rows.into_iter().map(Into::into).collect();
+    Ok(Json(page(out, limit, |a| a.id.clone())))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+) -> Result<Json<AppOut>, ApiError> {
+    let app = state.store.read(move |c| apps::get(c, &app_id)).await?;
+    Ok(Json(app.into()))
+}

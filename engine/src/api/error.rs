@@ -1,0 +1,91 @@
+//! The API's error type and its JSON shape:
+//! `{"error": {"code": "...", "message": "...", "field": "..."}}`.
+//! Internal details are logged, never sent to the client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::cloudevent::FieldError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON of the expected shape (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A field broke a rule (422), or names something that does not exist.
+    #[error("{0}")]
+    Invalid(FieldError),
+    /// A referenced resource does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The body is larger than allowed (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Our fault (500): logged, not shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The store is overloaded or shutting down (503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::Invalid(FieldError {
+            field: field.into(),
+            message: message.into(),
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> ApiError {
+        if e.field == "body" {
+            ApiError::BadRequest(e.to_string())
+        } else {
+            ApiError::Invalid(e)
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, field) = match &self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
+            ApiError::Invalid(e) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                Some(e.field.clone()),
+            ),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+        };
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error answering a request");
+                "something went wrong; the server log has the details".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut error = json!({ "code": code, "message": message });
+        if let Some(field) = field {
+            error["field"] = field.into();
+        }
+        (status, Json(json!({ "error": error }))).into_response()
+    }
+}

@@ -1,0 +1,98 @@
+//! `/v1/events`: CloudEvents in. An accepted event is committed with its
+//! deliveries before the 202 goes out.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{ApiError, AppState, read_body};
+use crate::cloudevent;
+use crate::id::{now_ms, rfc3339};
+use crate::store::{StoreError, events};
+
+pub fn routes(max_body_bytes: usize) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/",
+            post(ingest).layer(DefaultBodyLimit::max(max_body_bytes)),
+        )
+        .route("/{event_id}", get(fetch))
+}
+
+#[derive(Deserialize)]
+struct AppQuery {
+    app_id: Option<String>,
+}
+
+async fn ingest(
+    State(state): State<AppState>,
+    Query(q): Query<AppQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let app_id = q.app_id.filter(|a| !a.is_empty()).ok_or_else(|| {
+        ApiError::invalid("app_id", "is required: POST /v1/events?app_id=<app id>")
+    })?;
+    let body = read_body(body)?;
+    let batch = cloudevent::parse_body(&body, &state.event_limits)?;
+    let lookup = app_id.clone();
+    let accepted = state
+        .store
+        .write(move |c| events::ingest(c, &app_id, batch, now_ms()))
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound { kind: "app", .. } => {
+                ApiError::invalid("app_id", format!("no app with id {lookup:?}"))
+            }
+            other => other.into(),
+        })?;
+    if accepted.iter().any(|a| a.deliveries > 0) {
+        state.wake.notify_one();
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "data": accepted })),
+    ))
+}
+
+#[derive(Serialize)]
+struct EventOut {
+    id: String,
+    app_id: String,
+    source: String,
+    event_id: String,
+    #[serde(rename = "type")]
+    ty: String,
+    subject: Option<String>,
+    time: String,
+    data: Value,
+    extensions: Value,
+    received_at: String,
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    Path(event_id): Path<String>,
+    Query(q): Query<AppQuery>,
+) -> Result<Json<EventOut>, ApiError> {
+    let e = state
+        .store
+        .read(move |c| events::get(c, q.app_id.as_deref(), &event_id))
+        .await?;
+    Ok(Json(EventOut {
+        id: e.id,
+        app_id: e.app_id,
+        source: e.source,
+        event_id: e.ce_id,
+        ty: e.event_type,
+        subject: e.subject,
+        time: e.time,
+        data: serde_json::from_str(&e.data).unwrap_or(Value::Null),
+        extensions: serde_json::from_str(&e.extensions).unwrap_or(Value::Null),
+        received_at: rfc3339(e.received_at),
+    }))
+}

@@ -1,0 +1,54 @@
+//! `/v1/plugins`: which plugins serve, where they came from, and which files
+//! were refused and why.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::id::rfc3339;
+use crate::plugins::PluginSource;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/", get(list))
+}
+
+async fn list(State(state): State<AppState>) -> Json<Value> {
+    let mut out: Vec<Value> = state
+        .host
+        .registry
+        .active()
+        .iter()
+        .map(|p| {
+            let (source, path) = match &p.source {
+                PluginSource::Builtin => ("builtin", None),
+                PluginSource::File(path) => ("file", Some(path.clone())),
+            };
+            json!({
+                "name": p.info.name,
+                "version": p.info.version,
+                "description": p.info.description,
+                "hash": p.hash,
+                "world": format!("hookline:plugin@{}", p.world),
+                "source": source,
+                "path": path,
+                "state": "active",
+                "last_error": null,
+                "loaded_at": rfc3339(p.loaded_at_ms),
+                "config_schema": p.info.config_schema,
+            })
+        })
+        .collect();
+    for r in state.host.registry.refused() {
+        out.push(json!({
+            "name": r.name,
+            "source": "file",
+            "path": r.path,
+            "state": "refused",
+            "last_error": r.error,
+            "loaded_at": rfc3339(r.at_ms),
+        }));
+    }
+    Json(json!({ "data": out }))
+}

@@ -1,0 +1,37 @@
+//! The `hookline` command line: `serve`, `plugin check`, `bench`.
+
+pub mod args;
+
+mod plugin;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+/// Entry point of the `hookline` binary.
+pub fn main() -> ExitCode {
+    let args = args::Args::parse();
+    init_logging();
+    let result = match args.command {
+        args::Command::Serve(serve) => serve::run(serve),
+        args::Command::Plugin(args::PluginCommand::Check(check)) => plugin::check(check),
+        args::Command::Bench(_) => anyhow::Result::Err(anyhow::anyhow!("bench: not built yet")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hookline: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,127 @@
+//! The command line exactly as typed (clap). `crate::config` turns it into
+//! the validated configuration the engine runs with.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::store::Durability;
+
+/// The port `hookline serve` listens on unless told otherwise ("HOOK" on a phone keypad).
+pub const DEFAULT_PORT: u16 = 4665;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookline",
+    version,
+    about = "Webhook and chat-notification delivery engine with WebAssembly plugins"
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine: HTTP API, dispatcher and plugin host.
+    Serve(ServeArgs),
+    /// Work with plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Measure end-to-end delivery throughput and latency on this machine.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, env = "HOOKLINE_LISTEN", default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
+    pub listen: SocketAddr,
+    /// Directory for the database and plugin files (created if missing).
+    #[arg(long, env = "HOOKLINE_DATA_DIR", default_value = "hookline-data")]
+    pub data_dir: PathBuf,
+    /// SQLite database file [default: <data-dir>/hookline.db].
+    #[arg(long, env = "HOOKLINE_DATABASE")]
+    pub database: Option<PathBuf>,
+    /// Directory of plugin `.wasm` files loaded at start-up [default: <data-dir>/plugins].
+    #[arg(long, env = "HOOKLINE_PLUGINS_DIR")]
+    pub plugins_dir: Option<PathBuf>,
+    /// Commit durability: `full` survives power loss, `normal` survives a process crash.
+    #[arg(long, env = "HOOKLINE_DURABILITY", value_enum, default_value = "full")]
+    pub durability: Durability,
+    /// Delay before the first retry; later ones double it.
+    #[arg(long, env = "HOOKLINE_RETRY_BASE", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub retry_base: Duration,
+    /// Longest delay between two attempts.
+    #[arg(long, env = "HOOKLINE_RETRY_MAX_DELAY", value_parser = humantime::parse_duration, default_value = "1h")]
+    pub retry_max_delay: Duration,
+    /// Attempts in all before a delivery fails.
+    #[arg(long, env = "HOOKLINE_MAX_ATTEMPTS", default_value_t = 12)]
+    pub max_attempts: u32,
+    /// Deliveries in flight at once.
+    #[arg(long, env = "HOOKLINE_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Timeout to connect to an endpoint.
+    #[arg(long, env = "HOOKLINE_CONNECT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub connect_timeout: Duration,
+    /// Timeout of a whole request to an endpoint.
+    #[arg(long, env = "HOOKLINE_REQUEST_TIMEOUT", value_parser = humantime::parse_duration, default_value = "15s")]
+    pub request_timeout: Duration,
+    /// Deadline of one plugin call.
+    #[arg(long, env = "HOOKLINE_PLUGIN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "50ms")]
+    pub plugin_timeout: Duration,
+    /// Memory cap of one plugin instance, in MiB.
+    #[arg(long, env = "HOOKLINE_PLUGIN_MEMORY_MIB", default_value_t = 64)]
+    pub plugin_memory_mib: usize,
+    /// Largest `POST /v1/events` body, in KiB.
+    #[arg(long, env = "HOOKLINE_MAX_BODY_KIB", default_value_t = 8192)]
+    pub max_body_kib: usize,
+    /// How long shutdown waits for deliveries in flight.
+    #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE", value_parser = humantime::parse_duration, default_value = "20s")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Load a plugin exactly as the engine does, print its info and what it sends for an event.
+    Check(PluginCheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PluginCheckArgs {
+    /// The plugin component (`.wasm`).
+    pub file: PathBuf,
+    /// A CloudEvent (JSON file) to transform [default: a sample `order.created`].
+    #[arg(long)]
+    pub event: Option<PathBuf>,
+    /// The endpoint's plugin config, as JSON.
+    #[arg(long, default_value = "{}")]
+    pub config: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Events to emit.
+    #[arg(long, default_value_t = 100_000)]
+    pub events: usize,
+    /// Bytes of `data` per event.
+    #[arg(long, default_value_t = 1024)]
+    pub data_bytes: usize,
+    /// Events per request.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Plugin of the benchmark's endpoint.
+    #[arg(long, default_value = "webhook")]
+    pub plugin: String,
+    /// Commit durability of the engine under test.
+    #[arg(long, value_enum, default_value = "full")]
+    pub durability: Durability,
+    /// Give up after this long.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    pub timeout: Duration,
+}

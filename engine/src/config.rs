@@ -1,0 +1,92 @@
+//! The validated configuration the engine runs with, derived from the command
+//! line (`cli::args`) with defaults resolved and limits checked.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::ensure;
+
+use crate::cli::args::ServeArgs;
+use crate::cloudevent::EventLimits;
+use crate::delivery::sender::SenderOptions;
+use crate::delivery::{DispatcherOptions, RetryPolicy};
+use crate::plugins::Limits;
+use crate::store::StoreOptions;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: PathBuf,
+    pub plugins_dir: PathBuf,
+    pub store: StoreOptions,
+    pub retry: RetryPolicy,
+    pub dispatcher: DispatcherOptions,
+    pub sender: SenderOptions,
+    pub plugin_limits: Limits,
+    pub event_limits: EventLimits,
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    pub fn from_args(args: ServeArgs) -> anyhow::Result<Config> {
+        ensure!(args.max_attempts >= 1, "--max-attempts must be at least 1");
+        ensure!(
+            (1..=10_000).contains(&args.max_in_flight),
+            "--max-in-flight must be 1 to 10000"
+        );
+        ensure!(
+            (1..=4096).contains(&args.plugin_memory_mib),
+            "--plugin-memory-mib must be 1 to 4096"
+        );
+        ensure!(
+            !args.plugin_timeout.is_zero(),
+            "--plugin-timeout must be more than 0"
+        );
+        ensure!(args.max_body_kib >= 1, "--max-body-kib must be at least 1");
+        let database = args
+            .database
+            .unwrap_or_else(|| args.data_dir.join("hookline.db"));
+        let plugins_dir = args
+            .plugins_dir
+            .unwrap_or_else(|| args.data_dir.join("plugins"));
+        let sender = SenderOptions {
+            connect_timeout: args.connect_timeout,
+            request_timeout: args.request_timeout,
+        };
+        let dispatcher = DispatcherOptions {
+            max_in_flight: args.max_in_flight,
+            claim_batch: args.max_in_flight.clamp(1, 128),
+            // A lease must outlast the slowest delivery: every request of it timing out.
+            lease: (args.request_timeout * 16 + args.connect_timeout)
+                .max(std::time::Duration::from_secs(60)),
+            shutdown_grace: args.shutdown_grace,
+            ..DispatcherOptions::default()
+        };
+        Ok(Config {
+            listen: args.listen,
+            data_dir: args.data_dir,
+            database,
+            plugins_dir,
+            store: StoreOptions {
+                durability: args.durability,
+                readers: 4,
+            },
+            retry: RetryPolicy {
+                base: args.retry_base,
+                max_delay: args.retry_max_delay.max(args.retry_base),
+                max_attempts: args.max_attempts,
+                ..RetryPolicy::default()
+            },
+            dispatcher,
+            sender,
+            plugin_limits: Limits {
+                call_timeout: args.plugin_timeout,
+                memory_bytes: args.plugin_memory_mib << 20,
+                ..Limits::default()
+            },
+            event_limits: EventLimits::default(),
+            max_body_bytes: args.max_body_kib << 10,
+        })
+    }
+}

@@ -1,0 +1,17 @@
+//! Delivery decides *when* and *whether* to send, and records what happened;
+//! it never renders payloads (plugins do) and never parses API input.
+//!
+//! - [`dispatcher`]: claims due deliveries under a lease, runs them with
+//!   bounded concurrency, and batches their completions into the store.
+//! - [`sender`]: one signed HTTP request and the start of its answer.
+//! - [`signing`]: Standard Webhooks signatures.
+//! - [`retry_policy`] and [`verdict`]: what a failure means and when to retry.
+
+pub mod dispatcher;
+pub mod retry_policy;
+pub mod sender;
+pub mod signing;
+pub mod verdict;
+
+pub use dispatcher::{Dispatcher, DispatcherOptions};
+pub use retry_policy::RetryPolicy;

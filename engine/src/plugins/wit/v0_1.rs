@@ -1,0 +1,11 @@
+//! Bindings of `hookline:plugin@0.1.0`, generated from `sdk/wit/v0.1`.
+
+wasmtime::component::bindgen!({
+    path: "../sdk/wit/v0.1",
+    world: "plugin",
+});
+
+pub use self::hookline::plugin::types;
+
+/// The first version of the world that these bindings load.
+pub const VERSION: &str = "0.1.0";

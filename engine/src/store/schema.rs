@@ -1,0 +1,84 @@
+//! The diesel schema, kept in step with `migrations/sqlite` by hand.
+
+diesel::table! {
+    apps (id) {
+        id -> Text,
+        name -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    endpoints (id) {
+        id -> Text,
+        app_id -> Text,
+        url -> Text,
+        description -> Text,
+        plugin -> Text,
+        plugin_config -> Text,
+        filter_types -> Text,
+        secret -> Text,
+        enabled -> Bool,
+        disabled_reason -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        deleted_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Text,
+        app_id -> Text,
+        source -> Text,
+        ce_id -> Text,
+        event_type -> Text,
+        subject -> Nullable<Text>,
+        time -> Text,
+        data -> Text,
+        extensions -> Text,
+        received_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> Text,
+        app_id -> Text,
+        event_id -> Text,
+        endpoint_id -> Text,
+        event_type -> Text,
+        status -> SmallInt,
+        attempts -> Integer,
+        next_attempt_at -> BigInt,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    attempts (id) {
+        id -> Text,
+        delivery_id -> Text,
+        attempt -> Integer,
+        started_at -> BigInt,
+        duration_ms -> BigInt,
+        outcome -> SmallInt,
+        status_code -> Nullable<Integer>,
+        response_excerpt -> Nullable<Text>,
+        error -> Nullable<Text>,
+        plugin_name -> Text,
+        plugin_version -> Text,
+        plugin_hash -> Text,
+    }
+}
+
+diesel::joinable!(endpoints -> apps (app_id));
+diesel::joinable!(deliveries -> events (event_id));
+diesel::joinable!(deliveries -> endpoints (endpoint_id));
+diesel::joinable!(attempts -> deliveries (delivery_id));
+diesel::allow_tables_to_appear_in_same_query!(apps, endpoints, events, deliveries, attempts);

@@ -1,0 +1,110 @@
+//! The single writer: one thread owns the write connection and commits every
+//! job that is waiting in one transaction (group commit). SQLite allows one
+//! writer at a time anyway; doing it in one place avoids lock contention and
+//! turns N fsyncs into one.
+
+use std::sync::mpsc;
+
+use diesel::Connection as _;
+
+use super::{Conn, StoreError};
+
+/// A job runs inside the group transaction and returns what to do once the
+/// commit is known: `None` committed, `Some(message)` the commit failed.
+type Job = Box<dyn FnOnce(&mut Conn) -> Box<dyn FnOnce(Option<&str>) + Send> + Send>;
+
+enum Message {
+    Job(Job),
+    Close(tokio::sync::oneshot::Sender<()>),
+}
+
+/// At most this many jobs share one transaction, so one commit never holds
+/// every caller for long.
+const MAX_GROUP: usize = 1024;
+
+#[derive(Clone)]
+pub(super) struct Writer {
+    tx: mpsc::Sender<Message>,
+}
+
+impl Writer {
+    pub(super) fn start(conn: Conn) -> Writer {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("hookline-writer".into())
+            .spawn(move || run(conn, rx))
+            .expect("failed to start the store writer thread");
+        Writer { tx }
+    }
+
+    pub(super) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn: &mut Conn| {
+            // A nested transaction is a savepoint: this job's failure rolls
+            // back only its own work.
+            let result = conn.transaction(f);
+            Box::new(move |commit_error: Option<&str>| {
+                let result = match commit_error {
+                    None => result,
+                    Some(message) => Err(StoreError::Commit(message.to_string())),
+                };
+                let _ = tx.send(result);
+            })
+        });
+        self.tx
+            .send(Message::Job(job))
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?
+    }
+
+    pub(super) async fn close(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Message::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn run(mut conn: Conn, rx: mpsc::Receiver<Message>) {
+    let mut closing = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut jobs = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Job(job) => jobs.push(job),
+                Message::Close(done) => closing.push(done),
+            }
+            if jobs.len() < MAX_GROUP {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !jobs.is_empty() {
+            let mut finishers = Vec::with_capacity(jobs.len());
+            let outcome = conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
+                for job in jobs {
+                    finishers.push(job(conn));
+                }
+                Ok(())
+            });
+            let error = outcome.err().map(|e| e.to_string());
+            if let Some(e) = &error {
+                tracing::error!(error = %e, jobs = finishers.len(), "store group commit failed");
+            }
+            for finish in finishers {
+                finish(error.as_deref());
+            }
+        }
+        if !closing.is_empty() {
+            break;
+        }
+    }
+    for done in closing {
+        let _ = done.send(());
+    }
+}
