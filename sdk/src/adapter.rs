@@ -62,7 +62,11 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
         // A config the engine already validated cannot fail to parse; if it
         // somehow does, fall back to the engine's standard rules.
         let config = Config::parse(&config).ok()?;
-        let response = Response { status: response.status, headers: response.headers, body: response.body };
+        let response = Response {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        };
         P::interpret_response(&response, &config).map(|v| match v {
             Verdict::Success => wit::Verdict::Success,
             Verdict::RetryAfter(s) => wit::Verdict::RetryAfter(s),
@@ -93,4 +97,3 @@ pub(crate) fn log(level: crate::LogLevel, message: &str) {
     };
     log(level, message);
 }
-

@@ -11,8 +11,14 @@ thread_local! {
 
 /// An event of the given type whose `data` is the given JSON text.
 pub fn event(ty: &str, data_json: &str) -> Event {
-    Event::new("evt-1", ty, "https://example.test/app", "2026-11-23T12:00:00Z", data_json)
-        .with_app_id("app_test")
+    Event::new(
+        "evt-1",
+        ty,
+        "https://example.test/app",
+        "2026-11-23T12:00:00Z",
+        data_json,
+    )
+    .with_app_id("app_test")
 }
 
 /// A typical 1 KiB event: an order with a customer, items and a link.

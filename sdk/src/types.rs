@@ -87,8 +87,12 @@ impl Config {
         match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(map)) => Ok(Config(map)),
             Ok(Value::Null) => Ok(Config::default()),
-            Ok(_) => Err(PluginError::BadConfig("config must be a JSON object".into())),
-            Err(e) => Err(PluginError::BadConfig(format!("config is not valid JSON: {e}"))),
+            Ok(_) => Err(PluginError::BadConfig(
+                "config must be a JSON object".into(),
+            )),
+            Err(e) => Err(PluginError::BadConfig(format!(
+                "config is not valid JSON: {e}"
+            ))),
         }
     }
 
@@ -111,7 +115,9 @@ impl Config {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(PluginError::BadConfig(format!("{key}: must be true or false"))),
+            Some(_) => Err(PluginError::BadConfig(format!(
+                "{key}: must be true or false"
+            ))),
         }
     }
 
@@ -131,7 +137,11 @@ impl Config {
             None => Ok(()),
             Some(k) => Err(PluginError::BadConfig(format!(
                 "{k}: unknown option (known: {})",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             ))),
         }
     }
@@ -158,7 +168,12 @@ impl Request {
 
     /// A request with the given body and content type.
     pub fn bytes(body: Vec<u8>, content_type: impl Into<String>) -> Request {
-        Request { body, content_type: content_type.into(), headers: Vec::new(), query: None }
+        Request {
+            body,
+            content_type: content_type.into(),
+            headers: Vec::new(),
+            query: None,
+        }
     }
 
     /// Adds a header.
@@ -252,12 +267,17 @@ pub struct Response {
 impl Response {
     /// A response for tests.
     pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Response {
-        Response { status, headers: Vec::new(), body: body.into() }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
     }
 
     /// Adds a header (name lowercased), for tests.
     pub fn with_header(mut self, name: &str, value: &str) -> Response {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
