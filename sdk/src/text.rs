@@ -707,7 +707,8 @@ pub struct Summary<'e> {
     /// The link found in `data` (see [`find_link`]).
     pub link: Option<&'e str>,
     /// Every important field (see [`important_fields`]) as (key, value),
-    /// without the link's key nor keys the title template used.
+    /// without link members holding an `http…` string (used or dropped as
+    /// the link) nor keys the title template used.
     pub fields: Vec<(&'e str, &'e Value)>,
 }
 
@@ -728,10 +729,16 @@ impl<'e> Summary<'e> {
             fit_chars(&mut title, Self::TITLE_MAX);
         }
         let link = find_link(data, max_link);
-        let mut skip: Vec<&str> = Vec::new();
-        if let Some((key, _)) = link {
-            skip.push(key);
-        }
+        // Link-like members are never shown as fields: a rejected (over-long
+        // or unsafe) URL would otherwise appear cut, and get auto-linked.
+        let mut skip: Vec<&str> = LINK_KEYS
+            .into_iter()
+            .filter(|k| {
+                data.get(k)
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| u.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("http")))
+            })
+            .collect();
         if let Some(t) = title_template
             && let Ok(pieces) = parse_template(t)
         {
@@ -1029,6 +1036,7 @@ mod tests {
         let s = Summary::new(&event, Some("Order {data.order_id}"), 10);
         assert_eq!(s.title, "Order ord_8812");
         assert_eq!(s.link, None);
+        assert!(!s.fields.iter().any(|(k, _)| *k == "url"), "a dropped link is not a field");
         assert!(!s.fields.iter().any(|(k, _)| *k == "order_id"));
         let blank = Summary::new(&event, Some("{data.nope}"), 10);
         assert_eq!(blank.title, "Order created");

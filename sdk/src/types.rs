@@ -131,6 +131,37 @@ impl Config {
         }
     }
 
+    /// An integer option within `min..=max`; `Err` names the option and the range.
+    pub fn u64_in(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, PluginError> {
+        match self.u64(key)? {
+            Some(n) if !(min..=max).contains(&n) => Err(PluginError::BadConfig(format!(
+                "{key}: must be between {min} and {max}, not {n}"
+            ))),
+            n => Ok(n),
+        }
+    }
+
+    /// A title template option (see [`crate::text::check_template`]); `Err`
+    /// names the option and the fault.
+    pub fn template(&self, key: &str) -> Result<Option<&str>, PluginError> {
+        let template = self.str(key)?;
+        if let Some(t) = template {
+            crate::text::check_template(t).map_err(|e| PluginError::BadConfig(format!("{key}: {e}")))?;
+        }
+        Ok(template)
+    }
+
+    /// An absolute `http(s)` URL option (see [`crate::text::is_http_url`]) of
+    /// at most `max_len` characters.
+    pub fn http_url(&self, key: &str, max_len: usize) -> Result<Option<&str>, PluginError> {
+        match self.str(key)? {
+            Some(url) if url.len() > max_len || !crate::text::is_http_url(url) => Err(PluginError::BadConfig(
+                format!("{key}: must be an http(s) URL of at most {max_len} characters"),
+            )),
+            url => Ok(url),
+        }
+    }
+
     /// Refuses options this plugin does not know, naming the first one.
     pub fn allow_only(&self, known: &[&str]) -> Result<(), PluginError> {
         match self.0.keys().find(|k| !known.contains(&k.as_str())) {
@@ -293,6 +324,25 @@ impl Response {
     pub fn body_str(&self) -> std::borrow::Cow<'_, str> {
         String::from_utf8_lossy(&self.body)
     }
+
+    /// The body as trimmed text of at most `max_chars` characters, for a
+    /// verdict's reason.
+    pub fn body_excerpt(&self, max_chars: usize) -> String {
+        crate::text::truncate_chars(self.body_str().trim(), max_chars).into_owned()
+    }
+
+    /// The `Retry-After` header as whole seconds (fractions rounded up).
+    /// `None` when absent, negative or an HTTP date (the engine's standard
+    /// rules read those).
+    pub fn retry_after(&self) -> Option<u32> {
+        seconds(self.header("retry-after")?.trim().parse().ok()?)
+    }
+}
+
+/// Whole seconds from a delay in seconds, rounded up; `None` when not a
+/// finite non-negative number.
+fn seconds(delay: f64) -> Option<u32> {
+    (delay.is_finite() && delay >= 0.0).then(|| delay.ceil().min(f64::from(u32::MAX)) as u32)
 }
 
 /// A plugin's reading of an answer.
