@@ -759,6 +759,95 @@ impl<'e> Summary<'e> {
     }
 }
 
+/// How a length limit is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Unicode scalar values.
+    Chars,
+    /// UTF-8 bytes.
+    Bytes,
+}
+
+impl Unit {
+    /// The length of `s` in this unit.
+    pub fn measure(self, s: &str) -> usize {
+        match self {
+            Unit::Chars => s.chars().count(),
+            Unit::Bytes => s.len(),
+        }
+    }
+}
+
+impl Summary<'_> {
+    /// The summary as a CommonMark-style message of at most `max` (counted
+    /// in `unit`), every piece of event data escaped with [`Style::Markdown`]:
+    ///
+    /// ```text
+    /// **Title**
+    /// [Open](https://link)
+    /// _subject · time_
+    /// - **Field:** value
+    /// _+12 more fields_
+    /// ```
+    ///
+    /// At most `max_fields` fields, each value at most `value_max`
+    /// characters; whole lines are left out (and counted in the note) rather
+    /// than cut once the message is full. Titles are cut to 300 characters.
+    pub fn to_markdown(&self, max_fields: usize, value_max: usize, max: usize, unit: Unit) -> String {
+        // Room always kept for the "+N more fields" line.
+        const NOTE_ROOM: usize = 32;
+        let mut out = String::with_capacity(256);
+        out.push_str("**");
+        push_escaped(&mut out, &self.title, Style::Markdown, true, 300);
+        out.push_str("**");
+        let budget = max.saturating_sub(NOTE_ROOM);
+        let mut line = String::with_capacity(128);
+        let push_line = |out: &mut String, line: &str| {
+            let fits = unit.measure(out) + 1 + unit.measure(line) <= budget;
+            if fits {
+                out.push('\n');
+                out.push_str(line);
+            }
+            fits
+        };
+        if let Some(url) = self.link {
+            line.clear();
+            let _ = write!(line, "[Open]({})", markdown_url(url));
+            push_line(&mut out, &line);
+        }
+        line.clear();
+        line.push('_');
+        if let Some(subject) = self.subject {
+            push_escaped(&mut line, subject, Style::Markdown, true, value_max);
+            line.push_str(" · ");
+        }
+        push_escaped(&mut line, &self.time, Style::Markdown, true, 100);
+        line.push('_');
+        push_line(&mut out, &line);
+        let mut shown = 0;
+        for (key, value) in self.fields.iter().take(max_fields) {
+            line.clear();
+            line.push_str("- **");
+            push_escaped(&mut line, &humanize(key), Style::Markdown, true, 100);
+            line.push_str(":** ");
+            push_value(&mut line, value, Style::Markdown, true, value_max);
+            if !push_line(&mut out, &line) {
+                break;
+            }
+            shown += 1;
+        }
+        if let Some(note) = more_note(self.fields.len() - shown) {
+            let _ = write!(out, "\n_{note}_");
+        }
+        // A safety net: only a limit below the title's own length gets here.
+        match unit {
+            Unit::Chars => fit_chars(&mut out, max),
+            Unit::Bytes => fit_bytes(&mut out, max),
+        };
+        out
+    }
+}
+
 /// `url` with the characters that would end a markdown link destination
 /// (`(`, `)`, space) percent-encoded. Use on URLs passing [`is_http_url`].
 pub fn markdown_url(url: &str) -> Cow<'_, str> {
@@ -1021,6 +1110,24 @@ mod tests {
                 .count(),
             150
         );
+    }
+
+    #[test]
+    fn summary_as_markdown() {
+        let event = testing::order_created();
+        let s = Summary::new(&event, None, 3000);
+        let md = s.to_markdown(2, 20, 10_000, Unit::Chars);
+        assert_eq!(
+            md,
+            "**Order created**\n[Open](https://shop.example.test/orders/ord_8812)\n_ord\\_8812 · 2026-11-23 12:00:00 UTC_\n\
+             - **Currency:** EUR\n- **Note:** Please gift-wrap th…\n_+3 more fields_"
+        );
+        for max in 0..400 {
+            for unit in [Unit::Chars, Unit::Bytes] {
+                let md = s.to_markdown(10, 1000, max, unit);
+                assert!(unit.measure(&md) <= max, "{max} {unit:?}: {md}");
+            }
+        }
     }
 
     #[test]
