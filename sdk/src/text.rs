@@ -793,7 +793,13 @@ impl Summary<'_> {
     /// At most `max_fields` fields, each value at most `value_max`
     /// characters; whole lines are left out (and counted in the note) rather
     /// than cut once the message is full. Titles are cut to 300 characters.
-    pub fn to_markdown(&self, max_fields: usize, value_max: usize, max: usize, unit: Unit) -> String {
+    pub fn to_markdown(
+        &self,
+        max_fields: usize,
+        value_max: usize,
+        max: usize,
+        unit: Unit,
+    ) -> String {
         // Room always kept for the "+N more fields" line.
         const NOTE_ROOM: usize = 32;
         let mut out = String::with_capacity(256);
@@ -1143,7 +1149,10 @@ mod tests {
         let s = Summary::new(&event, Some("Order {data.order_id}"), 10);
         assert_eq!(s.title, "Order ord_8812");
         assert_eq!(s.link, None);
-        assert!(!s.fields.iter().any(|(k, _)| *k == "url"), "a dropped link is not a field");
+        assert!(
+            !s.fields.iter().any(|(k, _)| *k == "url"),
+            "a dropped link is not a field"
+        );
         assert!(!s.fields.iter().any(|(k, _)| *k == "order_id"));
         let blank = Summary::new(&event, Some("{data.nope}"), 10);
         assert_eq!(blank.title, "Order created");

@@ -146,7 +146,8 @@ impl Config {
     pub fn template(&self, key: &str) -> Result<Option<&str>, PluginError> {
         let template = self.str(key)?;
         if let Some(t) = template {
-            crate::text::check_template(t).map_err(|e| PluginError::BadConfig(format!("{key}: {e}")))?;
+            crate::text::check_template(t)
+                .map_err(|e| PluginError::BadConfig(format!("{key}: {e}")))?;
         }
         Ok(template)
     }
@@ -155,9 +156,11 @@ impl Config {
     /// at most `max_len` characters.
     pub fn http_url(&self, key: &str, max_len: usize) -> Result<Option<&str>, PluginError> {
         match self.str(key)? {
-            Some(url) if url.len() > max_len || !crate::text::is_http_url(url) => Err(PluginError::BadConfig(
-                format!("{key}: must be an http(s) URL of at most {max_len} characters"),
-            )),
+            Some(url) if url.len() > max_len || !crate::text::is_http_url(url) => {
+                Err(PluginError::BadConfig(format!(
+                    "{key}: must be an http(s) URL of at most {max_len} characters"
+                )))
+            }
             url => Ok(url),
         }
     }

@@ -42,7 +42,15 @@ use hookline_sdk::{Config, Event, Plugin, PluginError, PluginInfo, Request, Resp
 /// The Discord plugin.
 pub struct Discord;
 
-const OPTIONS: [&str; 7] = ["title", "max_fields", "color", "username", "avatar_url", "wait", "thread_id"];
+const OPTIONS: [&str; 7] = [
+    "title",
+    "max_fields",
+    "color",
+    "username",
+    "avatar_url",
+    "wait",
+    "thread_id",
+];
 const TITLE_MAX: usize = 256;
 const SUBJECT_MAX: usize = 1_024;
 const FIELDS_MAX: u64 = 25;
@@ -66,7 +74,11 @@ struct Options<'c> {
 }
 
 fn color(config: &Config) -> Result<u64, PluginError> {
-    let bad = || PluginError::BadConfig("color: must be an integer 0 to 16777215 (0xFFFFFF) or \"#RRGGBB\"".into());
+    let bad = || {
+        PluginError::BadConfig(
+            "color: must be an integer 0 to 16777215 (0xFFFFFF) or \"#RRGGBB\"".into(),
+        )
+    };
     match config.get("color") {
         None | Some(Value::Null) => Ok(DEFAULT_COLOR),
         Some(Value::String(s)) => {
@@ -85,7 +97,9 @@ fn options(config: &Config) -> Result<Options<'_>, PluginError> {
     if let Some(name) = username {
         let lower = name.to_lowercase();
         if name.trim().is_empty() || name.chars().count() > USERNAME_MAX {
-            return Err(PluginError::BadConfig(format!("username: must be 1 to {USERNAME_MAX} characters")));
+            return Err(PluginError::BadConfig(format!(
+                "username: must be 1 to {USERNAME_MAX} characters"
+            )));
         }
         if lower.contains("discord") || lower.contains("clyde") {
             return Err(PluginError::BadConfig(
@@ -95,11 +109,17 @@ fn options(config: &Config) -> Result<Options<'_>, PluginError> {
     }
     let thread_id = match config.get("thread_id") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) => {
+        Some(Value::String(s))
+            if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
             Some(s.clone())
         }
         Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
-        Some(_) => return Err(PluginError::BadConfig("thread_id: must be a thread's id (digits)".into())),
+        Some(_) => {
+            return Err(PluginError::BadConfig(
+                "thread_id: must be a thread's id (digits)".into(),
+            ));
+        }
     };
     let wait = config.bool("wait")?.unwrap_or(false);
     let query = match (wait, thread_id) {
@@ -110,7 +130,9 @@ fn options(config: &Config) -> Result<Options<'_>, PluginError> {
     };
     Ok(Options {
         title: config.template("title")?,
-        max_fields: config.u64_in("max_fields", 0, FIELDS_MAX)?.unwrap_or(DEFAULT_FIELDS) as usize,
+        max_fields: config
+            .u64_in("max_fields", 0, FIELDS_MAX)?
+            .unwrap_or(DEFAULT_FIELDS) as usize,
         color: color(config)?,
         username,
         avatar_url: config.http_url("avatar_url", URL_MAX)?,
@@ -133,7 +155,12 @@ fn non_blank(mut s: String) -> String {
 
 fn embed(event: &Event, opts: &Options<'_>) -> Value {
     let summary = Summary::new(event, opts.title, URL_MAX);
-    let title = non_blank(text::escape_fit(&summary.title, Style::Discord, true, TITLE_MAX));
+    let title = non_blank(text::escape_fit(
+        &summary.title,
+        Style::Discord,
+        true,
+        TITLE_MAX,
+    ));
     let mut description = match summary.subject {
         Some(subject) => text::escape_fit(subject, Style::Discord, false, SUBJECT_MAX),
         None => String::new(),
@@ -146,9 +173,20 @@ fn embed(event: &Event, opts: &Options<'_>) -> Value {
         if remaining < 16 {
             break;
         }
-        let name = non_blank(text::escape_fit(&text::humanize(key), Style::Discord, true, NAME_MAX.min(remaining / 4)));
+        let name = non_blank(text::escape_fit(
+            &text::humanize(key),
+            Style::Discord,
+            true,
+            NAME_MAX.min(remaining / 4),
+        ));
         let mut value_text = String::new();
-        text::push_value(&mut value_text, value, Style::Discord, false, VALUE_MAX.min(remaining - chars(&name)));
+        text::push_value(
+            &mut value_text,
+            value,
+            Style::Discord,
+            false,
+            VALUE_MAX.min(remaining - chars(&name)),
+        );
         let value_text = non_blank(value_text);
         remaining -= chars(&name) + chars(&value_text);
         fields.push(json!({ "name": name, "value": value_text, "inline": true }));
@@ -240,7 +278,10 @@ impl Plugin for Discord {
                 response.status,
                 response.body_excerpt(300)
             ))),
-            400 => Some(Verdict::Fail(format!("discord refused the message: {}", response.body_excerpt(1_000)))),
+            400 => Some(Verdict::Fail(format!(
+                "discord refused the message: {}",
+                response.body_excerpt(1_000)
+            ))),
             _ => None,
         }
     }
@@ -309,7 +350,10 @@ mod tests {
         assert_eq!(e["description"], "ord\\_8812");
         assert_eq!(e["timestamp"], "2026-11-23T12:00:00Z");
         assert_eq!(e["color"], 0x5865F2);
-        assert_eq!(e["fields"][0], json!({ "name": "Currency", "value": "EUR", "inline": true }));
+        assert_eq!(
+            e["fields"][0],
+            json!({ "name": "Currency", "value": "EUR", "inline": true })
+        );
         assert_eq!(e["fields"].as_array().unwrap().len(), 5);
         assert!(b.get("username").is_none());
     }
@@ -321,7 +365,10 @@ mod tests {
             r##"{"title": "{data.customer.name} ordered", "color": "#FF0000", "username": "Shop bot",
                 "avatar_url": "https://x.test/a.png", "wait": true, "thread_id": "123456789012345678", "max_fields": 2}"##,
         );
-        assert_eq!(r.query.as_deref(), Some("wait=true&thread_id=123456789012345678"));
+        assert_eq!(
+            r.query.as_deref(),
+            Some("wait=true&thread_id=123456789012345678")
+        );
         let b = r.body_json().unwrap();
         assert_eq!(b["username"], "Shop bot");
         assert_eq!(b["avatar_url"], "https://x.test/a.png");
@@ -346,13 +393,18 @@ mod tests {
             (r#"{"username": "My Discord bot"}"#, "username"),
             (r#"{"username": "CLYDE"}"#, "username"),
             (r#"{"username": ""}"#, "username"),
-            (&format!(r#"{{"username": "{}"}}"#, "é".repeat(81)), "username"),
+            (
+                &format!(r#"{{"username": "{}"}}"#, "é".repeat(81)),
+                "username",
+            ),
             (r#"{"avatar_url": "javascript:alert(1)"}"#, "avatar_url"),
             (r#"{"wait": "yes"}"#, "wait"),
             (r#"{"thread_id": "1&x=2"}"#, "thread_id"),
         ] {
             let err = Discord::validate_config(&Config::parse(config).unwrap()).unwrap_err();
-            let PluginError::BadConfig(message) = err else { panic!("{config}: {err:?}") };
+            let PluginError::BadConfig(message) = err else {
+                panic!("{config}: {err:?}")
+            };
             assert!(message.starts_with(option), "{config}: {message}");
         }
         let ok = format!(r#"{{"username": "{}"}}"#, "é".repeat(80));
@@ -368,34 +420,56 @@ mod tests {
         .with_subject("# heading @everyone");
         let b = body(&event, "{}");
         let raw = b.to_string();
-        assert!(!raw.contains("@everyone") && !raw.contains("@here"), "{raw}");
+        assert!(
+            !raw.contains("@everyone") && !raw.contains("@here"),
+            "{raw}"
+        );
         let md = b["embeds"][0]["fields"][0]["value"].as_str().unwrap();
         assert_eq!(
             md,
             r"\*\*bold\*\* \_\_u\_\_ \~\~s\~\~ \|\|spoiler\|\| \`code\` \> quote \[x\](https://evil.test)"
         );
         let who = b["embeds"][0]["fields"][1]["value"].as_str().unwrap();
-        assert!(!who.replace(r"\<", "").contains('<'), "every < is escaped: {who}");
-        assert!(b["embeds"][0]["description"].as_str().unwrap().starts_with(r"\# heading"));
+        assert!(
+            !who.replace(r"\<", "").contains('<'),
+            "every < is escaped: {who}"
+        );
+        assert!(
+            b["embeds"][0]["description"]
+                .as_str()
+                .unwrap()
+                .starts_with(r"\# heading")
+        );
     }
 
     #[test]
     fn hostile_data_stays_within_limits() {
         let huge = "ab".repeat(5 << 20);
-        let event = testing::event("big", &format!(r#"{{"v": "{huge}", "w": "{huge}", "link": "https://x.test/{huge}"}}"#))
-            .with_subject(huge.clone());
+        let event = testing::event(
+            "big",
+            &format!(r#"{{"v": "{huge}", "w": "{huge}", "link": "https://x.test/{huge}"}}"#),
+        )
+        .with_subject(huge.clone());
         let b = body(&event, r#"{"title": "{data.v}"}"#);
         assert!(b["embeds"][0].get("url").is_none());
 
-        let many: Vec<String> = (0..1_000).map(|i| format!(r#""k{i:04}": "{}""#, "v".repeat(900))).collect();
+        let many: Vec<String> = (0..1_000)
+            .map(|i| format!(r#""k{i:04}": "{}""#, "v".repeat(900)))
+            .collect();
         let event = testing::event("many", &format!("{{{}}}", many.join(",")));
         let b = body(&event, r#"{"max_fields": 25}"#);
         let shown = b["embeds"][0]["fields"].as_array().unwrap().len();
         assert!(shown < 25, "the 6,000 total cuts the fields: {shown}");
         let note = format!("+{} more fields", 1_000 - shown);
-        assert!(b["embeds"][0]["description"].as_str().unwrap().contains(&note));
+        assert!(
+            b["embeds"][0]["description"]
+                .as_str()
+                .unwrap()
+                .contains(&note)
+        );
 
-        let blank = testing::event("blank", r#"{"": "\u0007", "x": "\u0001\u0002"}"#).with_subject("");
+        let blank =
+            testing::event("blank", r#"{"": "\u0007", "x": "\u0001\u0002"}"#).with_subject("");
         body(&blank, "{}");
     }
 
@@ -405,7 +479,10 @@ mod tests {
         for len in (240..270).chain(1_010..1_040) {
             let value: String = unit.chars().cycle().take(len).collect();
             let data = serde_json::to_string(&json!({ "v": value, "w": value })).unwrap();
-            body(&testing::event("u", &data).with_subject(value.clone()), r#"{"title": "{data.v}"}"#);
+            body(
+                &testing::event("u", &data).with_subject(value.clone()),
+                r#"{"title": "{data.v}"}"#,
+            );
         }
     }
 
@@ -420,16 +497,27 @@ mod tests {
     fn verdicts() {
         let c = Config::default();
         let v = |r: Response| Discord::interpret_response(&r, &c);
-        let limited = r#"{"message": "You are being rate limited.", "retry_after": 1.234, "global": false}"#;
-        assert_eq!(v(Response::new(429, limited).with_header("Retry-After", "9")), Some(Verdict::RetryAfter(2)));
-        assert_eq!(v(Response::new(429, "not json").with_header("Retry-After", "9")), Some(Verdict::RetryAfter(9)));
+        let limited =
+            r#"{"message": "You are being rate limited.", "retry_after": 1.234, "global": false}"#;
+        assert_eq!(
+            v(Response::new(429, limited).with_header("Retry-After", "9")),
+            Some(Verdict::RetryAfter(2))
+        );
+        assert_eq!(
+            v(Response::new(429, "not json").with_header("Retry-After", "9")),
+            Some(Verdict::RetryAfter(9))
+        );
         assert_eq!(v(Response::new(429, "")), None);
         let gone = r#"{"message": "Unknown Webhook", "code": 10015}"#;
         for status in [401, 403, 404] {
-            assert!(matches!(v(Response::new(status, gone)), Some(Verdict::DisableEndpoint(m)) if m.contains("Unknown Webhook")));
+            assert!(
+                matches!(v(Response::new(status, gone)), Some(Verdict::DisableEndpoint(m)) if m.contains("Unknown Webhook"))
+            );
         }
         let bad = r#"{"embeds": ["0"]}"#;
-        assert!(matches!(v(Response::new(400, bad)), Some(Verdict::Fail(m)) if m.contains("embeds")));
+        assert!(
+            matches!(v(Response::new(400, bad)), Some(Verdict::Fail(m)) if m.contains("embeds"))
+        );
         assert_eq!(v(Response::new(204, "")), None);
         assert_eq!(v(Response::new(503, "")), None);
     }

@@ -91,7 +91,9 @@ fn options(config: &Config) -> Result<Options<'_>, PluginError> {
     }
     Ok(Options {
         title: config.template("title")?,
-        max_fields: config.u64_in("max_fields", 0, MAX_FIELDS)?.unwrap_or(DEFAULT_FIELDS) as usize,
+        max_fields: config
+            .u64_in("max_fields", 0, MAX_FIELDS)?
+            .unwrap_or(DEFAULT_FIELDS) as usize,
         button_text,
         thread_ts,
     })
@@ -110,7 +112,13 @@ fn message(event: &Event, opts: &Options<'_>) -> Value {
     let summary = Summary::new(event, opts.title, URL_MAX);
 
     let mut fallback = String::with_capacity(128);
-    text::push_escaped(&mut fallback, &summary.title, Style::Slack, true, TEXT_MAX / 2);
+    text::push_escaped(
+        &mut fallback,
+        &summary.title,
+        Style::Slack,
+        true,
+        TEXT_MAX / 2,
+    );
     if let Some(subject) = summary.subject {
         fallback.push_str(" — ");
         let room = TEXT_MAX - fallback.chars().count();
@@ -142,9 +150,19 @@ fn message(event: &Event, opts: &Options<'_>) -> Value {
 
     let mut context = Vec::with_capacity(3);
     if let Some(subject) = summary.subject {
-        context.push(mrkdwn(text::escape_fit(subject, Style::Slack, true, CONTEXT_MAX)));
+        context.push(mrkdwn(text::escape_fit(
+            subject,
+            Style::Slack,
+            true,
+            CONTEXT_MAX,
+        )));
     }
-    context.push(mrkdwn(text::escape_fit(&summary.time, Style::Slack, true, CONTEXT_MAX)));
+    context.push(mrkdwn(text::escape_fit(
+        &summary.time,
+        Style::Slack,
+        true,
+        CONTEXT_MAX,
+    )));
     if let Some(note) = text::more_note(summary.fields.len() - shown) {
         context.push(mrkdwn(note));
     }
@@ -201,10 +219,15 @@ impl Plugin for Slack {
             return response.retry_after().map(Verdict::RetryAfter);
         }
         if FAIL_CODES.iter().any(|c| code.starts_with(c)) {
-            return Some(Verdict::Fail(format!("slack refused the message: {}", response.body_excerpt(500))));
+            return Some(Verdict::Fail(format!(
+                "slack refused the message: {}",
+                response.body_excerpt(500)
+            )));
         }
         if GONE_CODES.contains(&code) {
-            return Some(Verdict::DisableEndpoint(format!("slack webhook no longer usable: {code}")));
+            return Some(Verdict::DisableEndpoint(format!(
+                "slack webhook no longer usable: {code}"
+            )));
         }
         None
     }
@@ -286,7 +309,10 @@ mod tests {
         assert_eq!(blocks[2]["elements"][0]["text"], "ord_8812");
         assert_eq!(blocks[2]["elements"][1]["text"], "2026-11-23 12:00:00 UTC");
         assert_eq!(blocks[3]["type"], "actions");
-        assert_eq!(blocks[3]["elements"][0]["url"], "https://shop.example.test/orders/ord_8812");
+        assert_eq!(
+            blocks[3]["elements"][0]["url"],
+            "https://shop.example.test/orders/ord_8812"
+        );
         assert!(b.get("thread_ts").is_none());
     }
 
@@ -297,7 +323,10 @@ mod tests {
             r#"{"title": "Order {data.order_id} by {data.customer.name}", "button_text": "View order",
                 "thread_ts": "1712345678.123456", "max_fields": 1}"#,
         );
-        assert_eq!(b["blocks"][0]["text"]["text"], "Order ord_8812 by Ada Lovelace");
+        assert_eq!(
+            b["blocks"][0]["text"]["text"],
+            "Order ord_8812 by Ada Lovelace"
+        );
         assert_eq!(b["thread_ts"], "1712345678.123456");
         assert_eq!(b["blocks"][1]["fields"].as_array().unwrap().len(), 1);
         assert_eq!(b["blocks"][2]["elements"][2]["text"], "+3 more fields");
@@ -313,11 +342,16 @@ mod tests {
             (r#"{"max_fields": 41}"#, "max_fields"),
             (r#"{"max_fields": -1}"#, "max_fields"),
             (r#"{"button_text": ""}"#, "button_text"),
-            (&format!(r#"{{"button_text": "{}"}}"#, "x".repeat(76)), "button_text"),
+            (
+                &format!(r#"{{"button_text": "{}"}}"#, "x".repeat(76)),
+                "button_text",
+            ),
             (r#"{"thread_ts": "abc&x=1"}"#, "thread_ts"),
         ] {
             let err = Slack::validate_config(&Config::parse(config).unwrap()).unwrap_err();
-            let PluginError::BadConfig(message) = err else { panic!("{config}: {err:?}") };
+            let PluginError::BadConfig(message) = err else {
+                panic!("{config}: {err:?}")
+            };
             assert!(message.starts_with(option), "{config}: {message}");
         }
     }
@@ -331,7 +365,13 @@ mod tests {
         .with_subject("<!everyone>");
         let b = body(&event, "{}");
         let raw = b.to_string();
-        for bad in ["<!channel>", "<!here>", "<@U123>", "<https://evil", "<!everyone>"] {
+        for bad in [
+            "<!channel>",
+            "<!here>",
+            "<@U123>",
+            "<https://evil",
+            "<!everyone>",
+        ] {
             assert!(!raw.contains(bad), "{bad} in {raw}");
         }
         assert!(raw.contains("&lt;!channel&gt;"), "{raw}");
@@ -341,16 +381,34 @@ mod tests {
     #[test]
     fn hostile_data_stays_within_limits() {
         let huge = "x".repeat(10 << 20);
-        let event = testing::event("big", &format!(r#"{{"v": "{huge}", "url": "https://x.test/{huge}"}}"#))
-            .with_subject(huge.clone());
+        let event = testing::event(
+            "big",
+            &format!(r#"{{"v": "{huge}", "url": "https://x.test/{huge}"}}"#),
+        )
+        .with_subject(huge.clone());
         let b = body(&event, r#"{"title": "{data.v}"}"#);
-        assert!(b["blocks"][0]["text"]["text"].as_str().unwrap().ends_with('…'));
-        assert!(!b.to_string().contains("https://x.test"), "the over-long link is dropped, not cut");
+        assert!(
+            b["blocks"][0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .ends_with('…')
+        );
+        assert!(
+            !b.to_string().contains("https://x.test"),
+            "the over-long link is dropped, not cut"
+        );
 
-        let many: Vec<String> = (0..1_000).map(|i| format!(r#""k{i:04}": "<v{i}>""#)).collect();
+        let many: Vec<String> = (0..1_000)
+            .map(|i| format!(r#""k{i:04}": "<v{i}>""#))
+            .collect();
         let event = testing::event("many", &format!("{{{}}}", many.join(",")));
         let b = body(&event, r#"{"max_fields": 40}"#);
-        let sections = b["blocks"].as_array().unwrap().iter().filter(|b| b["type"] == "section").count();
+        let sections = b["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["type"] == "section")
+            .count();
         assert_eq!(sections, 4);
         assert!(b.to_string().contains("+960 more fields"));
     }
@@ -376,9 +434,17 @@ mod tests {
         let c = Config::default();
         let v = |r: Response| Slack::interpret_response(&r, &c);
         assert_eq!(v(Response::new(200, "ok")), Some(Verdict::Success));
-        assert!(matches!(v(Response::new(400, "invalid_payload")), Some(Verdict::Fail(m)) if m.contains("invalid_payload")));
-        assert!(matches!(v(Response::new(400, "no_text")), Some(Verdict::Fail(_))));
-        assert!(matches!(v(Response::new(400, "invalid_blocks_format")), Some(Verdict::Fail(_))));
+        assert!(
+            matches!(v(Response::new(400, "invalid_payload")), Some(Verdict::Fail(m)) if m.contains("invalid_payload"))
+        );
+        assert!(matches!(
+            v(Response::new(400, "no_text")),
+            Some(Verdict::Fail(_))
+        ));
+        assert!(matches!(
+            v(Response::new(400, "invalid_blocks_format")),
+            Some(Verdict::Fail(_))
+        ));
         for (status, code) in [
             (404, "no_service"),
             (404, "channel_not_found"),
@@ -391,7 +457,10 @@ mod tests {
                 "{code}"
             );
         }
-        assert_eq!(v(Response::new(429, "").with_header("Retry-After", "30")), Some(Verdict::RetryAfter(30)));
+        assert_eq!(
+            v(Response::new(429, "").with_header("Retry-After", "30")),
+            Some(Verdict::RetryAfter(30))
+        );
         assert_eq!(v(Response::new(429, "")), None);
         assert_eq!(v(Response::new(500, "oops")), None);
         assert_eq!(v(Response::new(502, "")), None);

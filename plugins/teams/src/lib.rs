@@ -78,7 +78,9 @@ fn options(config: &Config) -> Result<Options<'_>, PluginError> {
     Ok(Options {
         format: format(config)?,
         title: config.template("title")?,
-        max_fields: config.u64_in("max_fields", 0, FIELDS_MAX)?.unwrap_or(DEFAULT_FIELDS) as usize,
+        max_fields: config
+            .u64_in("max_fields", 0, FIELDS_MAX)?
+            .unwrap_or(DEFAULT_FIELDS) as usize,
     })
 }
 
@@ -116,19 +118,29 @@ fn card(summary: &Summary<'_>, format: Format, caps: Caps) -> Value {
                 json!({ "type": "TextBlock", "text": byline, "isSubtle": true, "spacing": "None", "wrap": true }),
             ];
             if shown > 0 {
-                let facts: Vec<Value> = facts.map(|(t, v)| json!({ "title": t, "value": v })).collect();
+                let facts: Vec<Value> = facts
+                    .map(|(t, v)| json!({ "title": t, "value": v }))
+                    .collect();
                 body.push(json!({ "type": "FactSet", "facts": facts }));
             }
             if let Some(note) = note {
-                body.push(json!({ "type": "TextBlock", "text": note, "isSubtle": true, "wrap": true }));
+                body.push(
+                    json!({ "type": "TextBlock", "text": note, "isSubtle": true, "wrap": true }),
+                );
             }
             let mut content = Map::new();
-            content.insert("$schema".into(), "http://adaptivecards.io/schemas/adaptive-card.json".into());
+            content.insert(
+                "$schema".into(),
+                "http://adaptivecards.io/schemas/adaptive-card.json".into(),
+            );
             content.insert("type".into(), "AdaptiveCard".into());
             content.insert("version".into(), "1.4".into());
             content.insert("body".into(), body.into());
             if let Some(url) = summary.link {
-                content.insert("actions".into(), json!([{ "type": "Action.OpenUrl", "title": "Open", "url": url }]));
+                content.insert(
+                    "actions".into(),
+                    json!([{ "type": "Action.OpenUrl", "title": "Open", "url": url }]),
+                );
             }
             json!({
                 "type": "message",
@@ -142,7 +154,9 @@ fn card(summary: &Summary<'_>, format: Format, caps: Caps) -> Value {
         Format::MessageCard => {
             let mut section = Map::new();
             if shown > 0 {
-                let facts: Vec<Value> = facts.map(|(t, v)| json!({ "name": t, "value": v })).collect();
+                let facts: Vec<Value> = facts
+                    .map(|(t, v)| json!({ "name": t, "value": v }))
+                    .collect();
                 section.insert("facts".into(), facts.into());
             }
             if let Some(note) = note {
@@ -172,7 +186,10 @@ fn card(summary: &Summary<'_>, format: Format, caps: Caps) -> Value {
 /// The serialised body, shrunk until it fits in [`BODY_MAX`] bytes.
 fn body(event: &Event, opts: &Options<'_>) -> Vec<u8> {
     let summary = Summary::new(event, opts.title, URL_MAX);
-    let mut caps = Caps { value: VALUE_MAX, facts: opts.max_fields };
+    let mut caps = Caps {
+        value: VALUE_MAX,
+        facts: opts.max_fields,
+    };
     loop {
         let bytes = card(&summary, opts.format, caps).to_string().into_bytes();
         // Worst case with every cap at its floor: 300 title chars of 4-byte
@@ -218,10 +235,18 @@ impl Plugin for Teams {
 
     fn interpret_response(response: &Response, config: &Config) -> Option<Verdict> {
         match response.status {
-            200 if format(config) == Ok(Format::MessageCard) && response.body_str().trim() != "1" => Some(
-                Verdict::Fail(format!("teams connector refused the message: {}", response.body_excerpt(1_000))),
-            ),
-            400 => Some(Verdict::Fail(format!("teams refused the message: {}", response.body_excerpt(1_000)))),
+            200 if format(config) == Ok(Format::MessageCard)
+                && response.body_str().trim() != "1" =>
+            {
+                Some(Verdict::Fail(format!(
+                    "teams connector refused the message: {}",
+                    response.body_excerpt(1_000)
+                )))
+            }
+            400 => Some(Verdict::Fail(format!(
+                "teams refused the message: {}",
+                response.body_excerpt(1_000)
+            ))),
             401 | 403 | 404 => Some(Verdict::DisableEndpoint(format!(
                 "teams webhook is gone or its URL is no longer valid ({}): {}",
                 response.status,
@@ -246,12 +271,21 @@ mod tests {
         Teams::validate_config(&config).unwrap();
         let requests = Teams::transform(event, &config).unwrap();
         assert_eq!(requests.len(), 1);
-        assert!(requests[0].body.len() <= 28_000, "body is {} bytes", requests[0].body.len());
+        assert!(
+            requests[0].body.len() <= 28_000,
+            "body is {} bytes",
+            requests[0].body.len()
+        );
         let body = requests[0].body_json().unwrap();
         let facts = if body["type"] == "message" {
             let content = &body["attachments"][0]["content"];
             assert_eq!(content["version"], "1.4");
-            content["body"].as_array().unwrap().iter().find(|b| b["type"] == "FactSet").map(|f| f["facts"].clone())
+            content["body"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["type"] == "FactSet")
+                .map(|f| f["facts"].clone())
         } else {
             body["sections"][0].get("facts").cloned()
         };
@@ -269,25 +303,43 @@ mod tests {
         assert!(a["contentUrl"].is_null());
         let c = &a["content"];
         assert_eq!(c["type"], "AdaptiveCard");
-        assert_eq!(c["$schema"], "http://adaptivecards.io/schemas/adaptive-card.json");
+        assert_eq!(
+            c["$schema"],
+            "http://adaptivecards.io/schemas/adaptive-card.json"
+        );
         assert_eq!(c["body"][0]["text"], "Order created");
         assert_eq!(c["body"][0]["weight"], "Bolder");
         assert_eq!(c["body"][1]["text"], "ord\\_8812 · 2026-11-23 12:00:00 UTC");
-        assert_eq!(c["body"][2]["facts"][0], json!({ "title": "Currency", "value": "EUR" }));
+        assert_eq!(
+            c["body"][2]["facts"][0],
+            json!({ "title": "Currency", "value": "EUR" })
+        );
         assert_eq!(c["actions"][0]["type"], "Action.OpenUrl");
-        assert_eq!(c["actions"][0]["url"], "https://shop.example.test/orders/ord_8812");
+        assert_eq!(
+            c["actions"][0]["url"],
+            "https://shop.example.test/orders/ord_8812"
+        );
     }
 
     #[test]
     fn messagecard_format() {
-        let b = body_of(&testing::order_created(), r#"{"format": "messagecard", "max_fields": 2}"#);
+        let b = body_of(
+            &testing::order_created(),
+            r#"{"format": "messagecard", "max_fields": 2}"#,
+        );
         assert_eq!(b["@type"], "MessageCard");
         assert_eq!(b["@context"], "https://schema.org/extensions");
         assert_eq!(b["summary"], "Order created");
         assert_eq!(b["title"], "Order created");
-        assert_eq!(b["sections"][0]["facts"][1], json!({ "name": "Note", "value": "Please gift-wrap the book and include a card that says: congratulations on the first program." }));
+        assert_eq!(
+            b["sections"][0]["facts"][1],
+            json!({ "name": "Note", "value": "Please gift-wrap the book and include a card that says: congratulations on the first program." })
+        );
         assert_eq!(b["sections"][0]["text"], "+3 more fields");
-        assert_eq!(b["potentialAction"][0]["targets"][0]["uri"], "https://shop.example.test/orders/ord_8812");
+        assert_eq!(
+            b["potentialAction"][0]["targets"][0]["uri"],
+            "https://shop.example.test/orders/ord_8812"
+        );
     }
 
     #[test]
@@ -300,17 +352,25 @@ mod tests {
             (r#"{"max_fields": 31}"#, "max_fields"),
         ] {
             let err = Teams::validate_config(&Config::parse(config).unwrap()).unwrap_err();
-            let PluginError::BadConfig(message) = err else { panic!("{config}: {err:?}") };
+            let PluginError::BadConfig(message) = err else {
+                panic!("{config}: {err:?}")
+            };
             assert!(message.starts_with(option), "{config}: {message}");
         }
     }
 
     #[test]
     fn event_data_is_escaped() {
-        let event = testing::event("x", r#"{"a": "</b><at>Ada</at> **bold** [x](https://evil.test) @everyone"}"#);
+        let event = testing::event(
+            "x",
+            r#"{"a": "</b><at>Ada</at> **bold** [x](https://evil.test) @everyone"}"#,
+        );
         for config in [r#"{}"#, r#"{"format": "messagecard"}"#] {
             let raw = body_of(&event, config).to_string();
-            assert!(!raw.contains("</b>") && !raw.contains("<at>") && !raw.contains("**bold**"), "{raw}");
+            assert!(
+                !raw.contains("</b>") && !raw.contains("<at>") && !raw.contains("**bold**"),
+                "{raw}"
+            );
             assert!(!raw.contains("[x]") && !raw.contains("@everyone"), "{raw}");
         }
     }
@@ -318,14 +378,25 @@ mod tests {
     #[test]
     fn hostile_data_fits_28_kb() {
         let huge = "😀".repeat(2 << 20);
-        let event = testing::event("big", &format!(r#"{{"v": "{huge}", "url": "https://x.test/{huge}"}}"#))
-            .with_subject(huge.clone());
-        for config in [r#"{"title": "{data.v}"}"#, r#"{"title": "{data.v}", "format": "messagecard"}"#] {
+        let event = testing::event(
+            "big",
+            &format!(r#"{{"v": "{huge}", "url": "https://x.test/{huge}"}}"#),
+        )
+        .with_subject(huge.clone());
+        for config in [
+            r#"{"title": "{data.v}"}"#,
+            r#"{"title": "{data.v}", "format": "messagecard"}"#,
+        ] {
             body_of(&event, config);
         }
-        let many: Vec<String> = (0..1_000).map(|i| format!(r#""k{i:04}": "{}""#, "\\\"𝄞".repeat(400))).collect();
+        let many: Vec<String> = (0..1_000)
+            .map(|i| format!(r#""k{i:04}": "{}""#, "\\\"𝄞".repeat(400)))
+            .collect();
         let event = testing::event("many", &format!("{{{}}}", many.join(",")));
-        for config in [r#"{"max_fields": 30}"#, r#"{"max_fields": 30, "format": "messagecard"}"#] {
+        for config in [
+            r#"{"max_fields": 30}"#,
+            r#"{"max_fields": 30, "format": "messagecard"}"#,
+        ] {
             let raw = body_of(&event, config).to_string();
             assert!(raw.contains("more fields"), "{}", &raw[..200]);
         }
@@ -340,7 +411,11 @@ mod tests {
             let event = testing::event("u", &data).with_subject(value.clone());
             for config in [r#"{"title": "{data.v}"}"#, r#"{"format": "messagecard"}"#] {
                 let b = body_of(&event, config);
-                let title = if config.contains("messagecard") { &b["title"] } else { &b["attachments"][0]["content"]["body"][0]["text"] };
+                let title = if config.contains("messagecard") {
+                    &b["title"]
+                } else {
+                    &b["attachments"][0]["content"]["body"][0]["text"]
+                };
                 assert!(title.as_str().unwrap().chars().count() <= TITLE_MAX);
             }
         }
@@ -352,11 +427,22 @@ mod tests {
         let legacy = Config::parse(r#"{"format": "messagecard"}"#).unwrap();
         let v = |r: Response, c: &Config| Teams::interpret_response(&r, c);
         assert_eq!(v(Response::new(202, ""), &workflows), None);
-        assert!(matches!(v(Response::new(400, "bad card"), &workflows), Some(Verdict::Fail(m)) if m.contains("bad card")));
+        assert!(
+            matches!(v(Response::new(400, "bad card"), &workflows), Some(Verdict::Fail(m)) if m.contains("bad card"))
+        );
         for status in [401, 403, 404] {
-            assert!(matches!(v(Response::new(status, ""), &workflows), Some(Verdict::DisableEndpoint(_))));
+            assert!(matches!(
+                v(Response::new(status, ""), &workflows),
+                Some(Verdict::DisableEndpoint(_))
+            ));
         }
-        assert_eq!(v(Response::new(429, "").with_header("retry-after", "4"), &workflows), Some(Verdict::RetryAfter(4)));
+        assert_eq!(
+            v(
+                Response::new(429, "").with_header("retry-after", "4"),
+                &workflows
+            ),
+            Some(Verdict::RetryAfter(4))
+        );
         assert_eq!(v(Response::new(503, ""), &workflows), None);
         assert_eq!(v(Response::new(200, "1"), &legacy), None);
         assert!(matches!(

@@ -43,7 +43,9 @@ struct Options<'c> {
 fn options(config: &Config) -> Result<Options<'_>, PluginError> {
     Ok(Options {
         title: config.template("title")?,
-        max_fields: config.u64_in("max_fields", 0, FIELDS_MAX)?.unwrap_or(DEFAULT_FIELDS) as usize,
+        max_fields: config
+            .u64_in("max_fields", 0, FIELDS_MAX)?
+            .unwrap_or(DEFAULT_FIELDS) as usize,
     })
 }
 
@@ -68,13 +70,17 @@ impl Plugin for Webex {
     fn transform(event: &Event, config: &Config) -> Result<Vec<Request>, PluginError> {
         let opts = options(config)?;
         let summary = Summary::new(event, opts.title, URL_MAX);
-        let markdown = summary.to_markdown(opts.max_fields, VALUE_MAX, MARKDOWN_MAX_BYTES, Unit::Bytes);
+        let markdown =
+            summary.to_markdown(opts.max_fields, VALUE_MAX, MARKDOWN_MAX_BYTES, Unit::Bytes);
         Ok(vec![Request::json(&json!({ "markdown": markdown }))])
     }
 
     fn interpret_response(response: &Response, _config: &Config) -> Option<Verdict> {
         match response.status {
-            400 => Some(Verdict::Fail(format!("webex refused the message: {}", response.body_excerpt(1_000)))),
+            400 => Some(Verdict::Fail(format!(
+                "webex refused the message: {}",
+                response.body_excerpt(1_000)
+            ))),
             404 | 410 => Some(Verdict::DisableEndpoint(format!(
                 "webex webhook was removed ({}): {}",
                 response.status,
@@ -100,7 +106,9 @@ mod tests {
         let requests = Webex::transform(event, &config).unwrap();
         assert_eq!(requests.len(), 1);
         let body = requests[0].body_json().unwrap();
-        let Value::Object(map) = &body else { panic!("{body}") };
+        let Value::Object(map) = &body else {
+            panic!("{body}")
+        };
         assert_eq!(map.len(), 1, "{body}");
         let md = body["markdown"].as_str().unwrap().to_string();
         assert!(md.len() <= MARKDOWN_MAX_BYTES, "{} bytes", md.len());
@@ -117,7 +125,10 @@ mod tests {
              - **Note:** Please gift-wrap the book and include a card that says: congratulations on the first program.\n\
              - **Order ID:** ord\\_8812\n_+2 more fields_"
         );
-        let md = markdown(&testing::order_created(), r#"{"title": "Order {data.order_id}"}"#);
+        let md = markdown(
+            &testing::order_created(),
+            r#"{"title": "Order {data.order_id}"}"#,
+        );
         assert!(md.starts_with("**Order ord\\_8812**\n"), "{md}");
     }
 
@@ -130,15 +141,20 @@ mod tests {
             (r#"{"max_fields": "3"}"#, "max_fields"),
         ] {
             let err = Webex::validate_config(&Config::parse(config).unwrap()).unwrap_err();
-            let PluginError::BadConfig(message) = err else { panic!("{config}: {err:?}") };
+            let PluginError::BadConfig(message) = err else {
+                panic!("{config}: {err:?}")
+            };
             assert!(message.starts_with(option), "{config}: {message}");
         }
     }
 
     #[test]
     fn event_data_cannot_mention() {
-        let event = testing::event("x", r#"{"a": "<@all> <@personEmail:boss@example.test> **b** [l](https://e.test)"}"#)
-            .with_subject("<@all>");
+        let event = testing::event(
+            "x",
+            r#"{"a": "<@all> <@personEmail:boss@example.test> **b** [l](https://e.test)"}"#,
+        )
+        .with_subject("<@all>");
         let md = markdown(&event, "{}");
         assert!(!md.contains("<@"), "{md}");
         assert!(md.contains("&lt;@\u{200B}all&gt;"), "{md}");
@@ -148,12 +164,20 @@ mod tests {
     #[test]
     fn hostile_data_fits_in_bytes() {
         let huge = "中".repeat(3 << 20);
-        let event = testing::event("big", &format!(r#"{{"v": "{huge}", "url": "https://x.test/{huge}"}}"#))
-            .with_subject(huge.clone());
+        let event = testing::event(
+            "big",
+            &format!(r#"{{"v": "{huge}", "url": "https://x.test/{huge}"}}"#),
+        )
+        .with_subject(huge.clone());
         let md = markdown(&event, r#"{"title": "{data.v}"}"#);
         assert!(!md.contains("https://x.test"));
-        let many: Vec<String> = (0..1_000).map(|i| format!(r#""k{i:04}": "{}""#, "😀".repeat(600))).collect();
-        let md = markdown(&testing::event("many", &format!("{{{}}}", many.join(","))), r#"{"max_fields": 50}"#);
+        let many: Vec<String> = (0..1_000)
+            .map(|i| format!(r#""k{i:04}": "{}""#, "😀".repeat(600)))
+            .collect();
+        let md = markdown(
+            &testing::event("many", &format!("{{{}}}", many.join(","))),
+            r#"{"max_fields": 50}"#,
+        );
         assert!(md.ends_with("more fields_"), "{md}");
     }
 
@@ -162,9 +186,14 @@ mod tests {
         let unit = "😀e\u{301}中👩\u{200D}👧";
         for len in 1_800..1_900 {
             let value: String = unit.chars().cycle().take(len).collect();
-            let data = serde_json::to_string(&json!({ "a": value, "b": value, "c": value, "d": value, "e": value }))
-                .unwrap();
-            markdown(&testing::event("u", &data).with_subject(value.clone()), r#"{"title": "{data.a}"}"#);
+            let data = serde_json::to_string(
+                &json!({ "a": value, "b": value, "c": value, "d": value, "e": value }),
+            )
+            .unwrap();
+            markdown(
+                &testing::event("u", &data).with_subject(value.clone()),
+                r#"{"title": "{data.a}"}"#,
+            );
         }
     }
 
@@ -172,10 +201,21 @@ mod tests {
     fn verdicts() {
         let c = Config::default();
         let v = |r: Response| Webex::interpret_response(&r, &c);
-        assert!(matches!(v(Response::new(400, "bad markdown")), Some(Verdict::Fail(m)) if m.contains("bad markdown")));
-        assert!(matches!(v(Response::new(404, "")), Some(Verdict::DisableEndpoint(_))));
-        assert!(matches!(v(Response::new(410, "")), Some(Verdict::DisableEndpoint(_))));
-        assert_eq!(v(Response::new(429, "").with_header("Retry-After", "60")), Some(Verdict::RetryAfter(60)));
+        assert!(
+            matches!(v(Response::new(400, "bad markdown")), Some(Verdict::Fail(m)) if m.contains("bad markdown"))
+        );
+        assert!(matches!(
+            v(Response::new(404, "")),
+            Some(Verdict::DisableEndpoint(_))
+        ));
+        assert!(matches!(
+            v(Response::new(410, "")),
+            Some(Verdict::DisableEndpoint(_))
+        ));
+        assert_eq!(
+            v(Response::new(429, "").with_header("Retry-After", "60")),
+            Some(Verdict::RetryAfter(60))
+        );
         assert_eq!(v(Response::new(204, "")), None);
         assert_eq!(v(Response::new(500, "")), None);
     }

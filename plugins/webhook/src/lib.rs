@@ -103,13 +103,19 @@ mod tests {
         assert_eq!(body["traceparent"], "00-abc-01");
         assert_eq!(body["data"], *event.data());
         // The data bytes are the producer's, not a re-encoding.
-        assert!(request.body_str().ends_with(&format!(",\"data\":{}}}", event.data_json.trim())));
+        assert!(
+            request
+                .body_str()
+                .ends_with(&format!(",\"data\":{}}}", event.data_json.trim()))
+        );
     }
 
     #[test]
     fn event_without_data_has_no_data_member() {
         let event = testing::event("ping", "null");
-        let body = Webhook::transform(&event, &Config::default()).unwrap()[0].body_json().unwrap();
+        let body = Webhook::transform(&event, &Config::default()).unwrap()[0]
+            .body_json()
+            .unwrap();
         assert!(body.get("data").is_none(), "{body}");
         assert!(body.get("datacontenttype").is_none(), "{body}");
     }
