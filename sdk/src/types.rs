@@ -375,3 +375,39 @@ pub enum LogLevel {
     /// Something is wrong.
     Error,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_header() {
+        let r = |v: &str| {
+            Response::new(429, "")
+                .with_header("Retry-After", v)
+                .retry_after()
+        };
+        assert_eq!(r("30"), Some(30));
+        assert_eq!(r(" 1.2 "), Some(2));
+        assert_eq!(r("-1"), None);
+        assert_eq!(r("Wed, 21 Oct 2026 07:28:00 GMT"), None);
+        assert_eq!(Response::new(429, "").retry_after(), None);
+    }
+
+    #[test]
+    fn typed_options_name_the_option() {
+        let c = Config::parse(r#"{"n": 5, "t": "{x}", "u": "ftp://x", "ok": "https://x.test"}"#)
+            .unwrap();
+        assert_eq!(c.u64_in("n", 0, 10), Ok(Some(5)));
+        assert!(
+            matches!(c.u64_in("n", 6, 10), Err(PluginError::BadConfig(m)) if m.starts_with("n:"))
+        );
+        assert!(matches!(c.template("t"), Err(PluginError::BadConfig(m)) if m.starts_with("t:")));
+        assert!(
+            matches!(c.http_url("u", 100), Err(PluginError::BadConfig(m)) if m.starts_with("u:"))
+        );
+        assert_eq!(c.http_url("ok", 100), Ok(Some("https://x.test")));
+        assert!(c.http_url("ok", 5).is_err());
+        assert_eq!(c.template("missing"), Ok(None));
+    }
+}

@@ -83,7 +83,7 @@ fn color(config: &Config) -> Result<u64, PluginError> {
         None | Some(Value::Null) => Ok(DEFAULT_COLOR),
         Some(Value::String(s)) => {
             let hex = s.strip_prefix('#').ok_or_else(bad)?;
-            if hex.len() != 6 {
+            if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad());
             }
             u64::from_str_radix(hex, 16).map_err(|_| bad())
@@ -389,6 +389,7 @@ mod tests {
             (r#"{"max_fields": 26}"#, "max_fields"),
             (r#"{"color": 16777216}"#, "color"),
             (r#"{"color": "red"}"#, "color"),
+            (r##"{"color": "#+12345"}"##, "color"),
             (r#"{"color": -1}"#, "color"),
             (r#"{"username": "My Discord bot"}"#, "username"),
             (r#"{"username": "CLYDE"}"#, "username"),
