@@ -10,6 +10,9 @@
 //! - [`export_plugin!`]: registers the implementation as the component's exports.
 //! - [`Event`], [`Config`], [`Request`], [`Response`], [`Verdict`],
 //!   [`PluginError`]: the values that cross the boundary, as plain Rust types.
+//! - [`text`]: helpers for chat plugins: cutting text to a limit with `…`,
+//!   escaping per markup dialect, readable titles, title templates, reading
+//!   fields and links from `data`, and [`text::Summary`], which gathers them.
 //! - [`testing`]: sample events and a log recorder, so a plugin's unit tests
 //!   call `transform` natively, without WebAssembly.
 //!
@@ -45,6 +48,7 @@ mod adapter;
 mod types;
 
 pub mod testing;
+pub mod text;
 
 pub use serde_json;
 pub use types::{Config, Event, LogLevel, PluginError, PluginInfo, Request, Response, Verdict};

@@ -131,6 +131,40 @@ impl Config {
         }
     }
 
+    /// An integer option within `min..=max`; `Err` names the option and the range.
+    pub fn u64_in(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, PluginError> {
+        match self.u64(key)? {
+            Some(n) if !(min..=max).contains(&n) => Err(PluginError::BadConfig(format!(
+                "{key}: must be between {min} and {max}, not {n}"
+            ))),
+            n => Ok(n),
+        }
+    }
+
+    /// A title template option (see [`crate::text::check_template`]); `Err`
+    /// names the option and the fault.
+    pub fn template(&self, key: &str) -> Result<Option<&str>, PluginError> {
+        let template = self.str(key)?;
+        if let Some(t) = template {
+            crate::text::check_template(t)
+                .map_err(|e| PluginError::BadConfig(format!("{key}: {e}")))?;
+        }
+        Ok(template)
+    }
+
+    /// An absolute `http(s)` URL option (see [`crate::text::is_http_url`]) of
+    /// at most `max_len` characters.
+    pub fn http_url(&self, key: &str, max_len: usize) -> Result<Option<&str>, PluginError> {
+        match self.str(key)? {
+            Some(url) if url.len() > max_len || !crate::text::is_http_url(url) => {
+                Err(PluginError::BadConfig(format!(
+                    "{key}: must be an http(s) URL of at most {max_len} characters"
+                )))
+            }
+            url => Ok(url),
+        }
+    }
+
     /// Refuses options this plugin does not know, naming the first one.
     pub fn allow_only(&self, known: &[&str]) -> Result<(), PluginError> {
         match self.0.keys().find(|k| !known.contains(&k.as_str())) {
@@ -293,6 +327,25 @@ impl Response {
     pub fn body_str(&self) -> std::borrow::Cow<'_, str> {
         String::from_utf8_lossy(&self.body)
     }
+
+    /// The body as trimmed text of at most `max_chars` characters, for a
+    /// verdict's reason.
+    pub fn body_excerpt(&self, max_chars: usize) -> String {
+        crate::text::truncate_chars(self.body_str().trim(), max_chars).into_owned()
+    }
+
+    /// The `Retry-After` header as whole seconds (fractions rounded up).
+    /// `None` when absent, negative or an HTTP date (the engine's standard
+    /// rules read those).
+    pub fn retry_after(&self) -> Option<u32> {
+        seconds(self.header("retry-after")?.trim().parse().ok()?)
+    }
+}
+
+/// Whole seconds from a delay in seconds, rounded up; `None` when not a
+/// finite non-negative number.
+fn seconds(delay: f64) -> Option<u32> {
+    (delay.is_finite() && delay >= 0.0).then(|| delay.ceil().min(f64::from(u32::MAX)) as u32)
 }
 
 /// A plugin's reading of an answer.
@@ -321,4 +374,40 @@ pub enum LogLevel {
     Warn,
     /// Something is wrong.
     Error,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_header() {
+        let r = |v: &str| {
+            Response::new(429, "")
+                .with_header("Retry-After", v)
+                .retry_after()
+        };
+        assert_eq!(r("30"), Some(30));
+        assert_eq!(r(" 1.2 "), Some(2));
+        assert_eq!(r("-1"), None);
+        assert_eq!(r("Wed, 21 Oct 2026 07:28:00 GMT"), None);
+        assert_eq!(Response::new(429, "").retry_after(), None);
+    }
+
+    #[test]
+    fn typed_options_name_the_option() {
+        let c = Config::parse(r#"{"n": 5, "t": "{x}", "u": "ftp://x", "ok": "https://x.test"}"#)
+            .unwrap();
+        assert_eq!(c.u64_in("n", 0, 10), Ok(Some(5)));
+        assert!(
+            matches!(c.u64_in("n", 6, 10), Err(PluginError::BadConfig(m)) if m.starts_with("n:"))
+        );
+        assert!(matches!(c.template("t"), Err(PluginError::BadConfig(m)) if m.starts_with("t:")));
+        assert!(
+            matches!(c.http_url("u", 100), Err(PluginError::BadConfig(m)) if m.starts_with("u:"))
+        );
+        assert_eq!(c.http_url("ok", 100), Ok(Some("https://x.test")));
+        assert!(c.http_url("ok", 5).is_err());
+        assert_eq!(c.template("missing"), Ok(None));
+    }
 }
