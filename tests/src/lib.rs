@@ -1,1 +1,42 @@
-//! End-to-end test harness.
+//! # End-to-end test harness for Hookline
+//!
+//! - [`Engine`]: the real `hookline` binary on a temporary SQLite file and a
+//!   free port; it waits for the `hookline listening on …` line instead of
+//!   sleeping, and stops the process (SIGTERM) when dropped.
+//! - [`Receiver`]: a real HTTP receiver on 127.0.0.1 that records every
+//!   request and answers from a script.
+//! - [`verify_signature`]: Standard Webhooks verification written from the
+//!   specification, independent of the engine's signer.
+//! - [`eventually`]: waits for a condition observable through the API, with a
+//!   timeout.
+
+mod engine;
+mod receiver;
+mod signature;
+
+pub use engine::{Engine, EngineOptions, hookline_bin};
+pub use receiver::{Received, Receiver};
+pub use signature::verify_signature;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Polls `check` until it returns `Some`, failing the test after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut tick = tokio::time::interval(Duration::from_millis(25));
+    loop {
+        tick.tick().await;
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+    }
+}

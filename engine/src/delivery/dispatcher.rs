@@ -20,10 +20,10 @@ use crate::id::{new_id, now_ms};
 use crate::plugins::{
     CallError, GuestError, LoadedPlugin, PluginEvent, PluginHost, PluginResponse, Verdict,
 };
+use crate::store::Store;
 use crate::store::deliveries::{
     self, Attempt, AttemptOutcome, Claimed, Completion, DeliveryStatus,
 };
-use crate::store::{Store, StoreError};
 
 /// Tuning of the dispatcher.
 #[derive(Debug, Clone)]
@@ -275,26 +275,6 @@ async fn deliver(ctx: &Context, job: Claimed) -> Completion {
 
     let result = attempt(ctx, &job, &plugin).await;
     let attempts = job.attempts + 1;
-    let attempt_row = Attempt {
-        id: new_id("atm"),
-        delivery_id: job.id.clone(),
-        attempt: attempts,
-        started_at: started_ms,
-        duration_ms: started.elapsed().as_millis() as i64,
-        outcome: match result.outcome {
-            Outcome::Delivered => AttemptOutcome::Success,
-            Outcome::Skipped => AttemptOutcome::Skipped,
-            Outcome::Retry(_) => AttemptOutcome::Retry,
-            Outcome::Fail | Outcome::Disable(_) => AttemptOutcome::Failed,
-        } as i16,
-        status_code: result.status_code.map(i32::from),
-        response_excerpt: result.excerpt,
-        error: result.error.clone(),
-        plugin_name: plugin.info.name.clone(),
-        plugin_version: plugin.info.version.clone(),
-        plugin_hash: plugin.hash.clone(),
-    };
-
     let now = now_ms();
     let (status, next_attempt_at, disable) = match result.outcome {
         Outcome::Delivered => (DeliveryStatus::Delivered, now, None),
@@ -313,6 +293,27 @@ async fn deliver(ctx: &Context, job: Claimed) -> Completion {
             ),
             None => (DeliveryStatus::Failed, now, None),
         },
+    };
+    let attempt_row = Attempt {
+        id: new_id("atm"),
+        delivery_id: job.id.clone(),
+        attempt: attempts,
+        started_at: started_ms,
+        duration_ms: started.elapsed().as_millis() as i64,
+        // The attempt's outcome is what became of the delivery: the last of
+        // a run of retries is a failure.
+        outcome: match status {
+            DeliveryStatus::Delivered => AttemptOutcome::Success,
+            DeliveryStatus::Skipped => AttemptOutcome::Skipped,
+            DeliveryStatus::Pending => AttemptOutcome::Retry,
+            DeliveryStatus::Failed => AttemptOutcome::Failed,
+        } as i16,
+        status_code: result.status_code.map(i32::from),
+        response_excerpt: result.excerpt,
+        error: result.error.clone(),
+        plugin_name: plugin.info.name.clone(),
+        plugin_version: plugin.info.version.clone(),
+        plugin_hash: plugin.hash.clone(),
     };
     if status == DeliveryStatus::Failed {
         tracing::info!(delivery = %job.id, endpoint = %endpoint.id, error = ?result.error, "delivery failed for good");
@@ -512,15 +513,4 @@ fn excerpt(body: &[u8]) -> Option<String> {
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(EXCERPT_CAP)]);
     Some(text.into_owned())
-}
-
-impl From<StoreError> for AttemptResult {
-    fn from(e: StoreError) -> AttemptResult {
-        AttemptResult {
-            outcome: Outcome::Retry(None),
-            status_code: None,
-            excerpt: None,
-            error: Some(e.to_string()),
-        }
-    }
 }

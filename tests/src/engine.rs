@@ -1,0 +1,264 @@
+//! Runs the real `hookline` binary.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// The `hookline` binary built by this workspace (or `$HOOKLINE_BIN`).
+pub fn hookline_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("HOOKLINE_BIN") {
+        return bin.into();
+    }
+    // Test executables live in target/<profile>/deps; the binary one level up.
+    let exe = std::env::current_exe().expect("current test executable");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = dir.join(format!("hookline{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p hookline` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Options for starting the engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub args: Vec<String>,
+    /// Files to place in the plugins directory before start.
+    pub plugin_files: Vec<PathBuf>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            // Fast retries so failure paths finish within a test.
+            args: [
+                "--retry-base",
+                "100ms",
+                "--retry-max-delay",
+                "1s",
+                "--durability",
+                "normal",
+            ]
+            .map(String::from)
+            .to_vec(),
+            plugin_files: Vec::new(),
+        }
+    }
+}
+
+/// A running engine; stopped with SIGTERM when dropped.
+pub struct Engine {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Engine {
+    pub async fn start() -> Engine {
+        Engine::start_with(EngineOptions::default()).await
+    }
+
+    pub async fn start_with(options: EngineOptions) -> Engine {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        for file in &options.plugin_files {
+            std::fs::copy(file, plugins.join(file.file_name().unwrap())).unwrap();
+        }
+        let log = std::fs::File::create(dir.path().join("engine.log")).unwrap();
+        let mut child = Command::new(hookline_bin())
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(&options.args)
+            .env("HOOKLINE_LOG", "info,hookline=debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("failed to start hookline");
+        let stdout = child.stdout.take().unwrap();
+        let log_path = dir.path().join("engine.log");
+        let url = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(url) = line.strip_prefix("hookline listening on ") {
+                    // Keep draining stdout so the engine never blocks on a full pipe.
+                    std::thread::spawn(move || lines.for_each(drop));
+                    return Some(url.to_string());
+                }
+            }
+            None
+        });
+        let url = match tokio::time::timeout(Duration::from_secs(60), url).await {
+            Ok(Ok(Some(url))) => url,
+            _ => panic!(
+                "hookline did not start; its log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            ),
+        };
+        Engine {
+            url,
+            http: reqwest::Client::new(),
+            dir,
+            child: Some(child),
+        }
+    }
+
+    /// The engine's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit (SIGKILL after 30 s);
+    /// returns its exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let status = child.wait().ok();
+            let _ = tx.send(());
+            status
+        });
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+        waiter.join().ok().flatten()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        split(r).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("POST");
+        split(r).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        split(
+            self.http
+                .get(format!("{}{path}", self.url))
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        split(
+            self.http
+                .patch(format!("{}{path}", self.url))
+                .json(body)
+                .send()
+                .await
+                .expect("PATCH"),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.http
+            .delete(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("DELETE")
+            .status()
+            .as_u16()
+    }
+
+    /// Creates an app; returns its id.
+    pub async fn create_app(&self, name: &str) -> String {
+        let (status, body) = self.post("/v1/apps", &json!({ "name": name })).await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates an endpoint; returns the API's answer (with `id` and `secret`).
+    pub async fn create_endpoint(&self, app: &str, body: Value) -> Value {
+        let (status, out) = self.post(&format!("/v1/apps/{app}/endpoints"), &body).await;
+        assert_eq!(status, 201, "{out}");
+        out
+    }
+
+    /// Emits events; returns the 202 answer's `data`.
+    pub async fn emit(&self, app: &str, events: Value) -> Vec<Value> {
+        let (status, out) = self
+            .post(&format!("/v1/events?app_id={app}"), &events)
+            .await;
+        assert_eq!(status, 202, "{out}");
+        out["data"].as_array().unwrap().clone()
+    }
+
+    /// Lists deliveries with a query string such as `app_id=…&status=delivered`.
+    pub async fn deliveries(&self, query: &str) -> Vec<Value> {
+        let (status, out) = self.get(&format!("/v1/deliveries?{query}&limit=250")).await;
+        assert_eq!(status, 200, "{out}");
+        out["data"].as_array().unwrap().clone()
+    }
+
+    /// Waits until `count` deliveries match `query`, and returns them.
+    pub async fn wait_deliveries(&self, query: &str, count: usize) -> Vec<Value> {
+        crate::eventually(
+            &format!("{count} deliveries with {query}"),
+            Duration::from_secs(30),
+            || async {
+                let d = self.deliveries(query).await;
+                (d.len() >= count).then_some(d)
+            },
+        )
+        .await
+    }
+
+    pub async fn attempts(&self, delivery: &str) -> Vec<Value> {
+        let (status, out) = self
+            .get(&format!("/v1/deliveries/{delivery}/attempts"))
+            .await;
+        assert_eq!(status, 200, "{out}");
+        out["data"].as_array().unwrap().clone()
+    }
+}
+
+async fn split(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("--- hookline log ---\n{}", self.log());
+        }
+    }
+}

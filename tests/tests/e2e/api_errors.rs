@@ -1,0 +1,209 @@
+//! Bad input is refused with a 4xx that names the field, and nothing is stored.
+
+use hookline_tests::{Engine, Receiver};
+use serde_json::json;
+
+fn error_of(body: &serde_json::Value) -> (String, String) {
+    let e = &body["error"];
+    (
+        e["field"].as_str().unwrap_or_default().to_string(),
+        e["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn bad_events_are_refused_before_anything_is_stored() {
+    let engine = Engine::start().await;
+    let receiver = Receiver::start().await;
+    let app = engine.create_app("strict").await;
+    engine
+        .create_endpoint(&app, json!({ "url": receiver.url }))
+        .await;
+    let path = format!("/v1/events?app_id={app}");
+
+    let (status, body) = engine.post_raw(&path, r#"{"id": "1", "source": "#).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        error_of(&body).1.starts_with("body: not valid JSON"),
+        "{body}"
+    );
+
+    let cases = [
+        (
+            json!({ "id": "1", "source": "s", "data": {} }),
+            "type",
+            "is required",
+        ),
+        (
+            json!({ "id": "1", "source": "s", "type": "t", "data": [1, 2] }),
+            "data",
+            "must be a JSON object",
+        ),
+        (
+            json!({ "id": "1", "source": "s", "type": "t", "data": "text" }),
+            "data",
+            "must be a JSON object",
+        ),
+        (json!({ "source": "s", "type": "t" }), "id", "is required"),
+        (
+            json!({ "id": "1", "source": "s", "type": "t", "time": "noon" }),
+            "time",
+            "RFC 3339",
+        ),
+        // One bad event in a batch refuses the whole batch, naming its index.
+        (
+            json!([{ "id": "1", "source": "s", "type": "ok" }, { "id": "2", "source": "s" }]),
+            "[1].type",
+            "is required",
+        ),
+        (
+            json!({ "id": "1", "source": "s", "type": "t", "data": { "x": "y".repeat(600 * 1024) } }),
+            "data",
+            "limit is 524288 bytes",
+        ),
+    ];
+    for (event, field, words) in cases {
+        let (status, body) = engine.post(&path, &event).await;
+        assert_eq!(status, 422, "{body}");
+        let (got_field, message) = error_of(&body);
+        assert_eq!(got_field, field, "{body}");
+        assert!(message.contains(words), "{body}");
+        assert!(
+            message.starts_with(field),
+            "the message names the field: {message}"
+        );
+    }
+
+    let (status, body) = engine
+        .post(
+            "/v1/events?app_id=app_nope",
+            &json!({ "id": "1", "source": "s", "type": "t" }),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(error_of(&body).0, "app_id");
+    let (status, body) = engine
+        .post(
+            "/v1/events",
+            &json!({ "id": "1", "source": "s", "type": "t" }),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(error_of(&body).0, "app_id");
+
+    // Nothing was stored: a valid event with id "1" is new, and no delivery exists but its own.
+    let accepted = engine
+        .emit(&app, json!({ "id": "1", "source": "s", "type": "t" }))
+        .await;
+    assert_eq!(accepted[0]["duplicate"], false);
+    assert_eq!(engine.deliveries(&format!("app_id={app}")).await.len(), 1);
+}
+
+#[tokio::test]
+async fn bad_endpoints_are_refused_naming_the_field() {
+    let engine = Engine::start().await;
+    let app = engine.create_app("strict").await;
+    let path = format!("/v1/apps/{app}/endpoints");
+    let cases = [
+        (json!({ "url": "not a url" }), "url"),
+        (json!({ "url": "ftp://example.test/x" }), "url"),
+        (json!({ "url": "http://127.0.0.1:9/x#frag" }), "url"),
+        (
+            json!({ "url": "http://127.0.0.1:9/x", "plugin": "nope" }),
+            "plugin",
+        ),
+        (
+            json!({ "url": "http://127.0.0.1:9/x", "secret": "hunter2" }),
+            "secret",
+        ),
+        (
+            json!({ "url": "http://127.0.0.1:9/x", "filter_types": ["ok.*", "bad*"] }),
+            "filter_types[1]",
+        ),
+        (
+            json!({ "url": "http://127.0.0.1:9/x", "plugin_config": { "colour": "red" } }),
+            "plugin_config",
+        ),
+        (
+            json!({ "url": "http://127.0.0.1:9/x", "plugin_config": [1] }),
+            "plugin_config",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, out) = engine.post(&path, &body).await;
+        assert_eq!(status, 422, "{body} -> {out}");
+        assert_eq!(error_of(&out).0, field, "{body} -> {out}");
+    }
+    let (status, out) = engine
+        .post(
+            &path,
+            &json!({ "url": "http://127.0.0.1:9/x", "colour": 1 }),
+        )
+        .await;
+    assert_eq!(status, 400, "{out}");
+    assert!(error_of(&out).1.contains("colour"), "{out}");
+    let (status, out) = engine
+        .post(
+            "/v1/apps/app_nope/endpoints",
+            &json!({ "url": "http://127.0.0.1:9/x" }),
+        )
+        .await;
+    assert_eq!(status, 404, "{out}");
+
+    let (_, list) = engine.get(&path).await;
+    assert_eq!(list["data"], json!([]), "nothing was stored");
+}
+
+#[tokio::test]
+async fn endpoints_can_be_read_changed_and_deleted() {
+    let engine = Engine::start().await;
+    let app = engine.create_app("crud").await;
+    let created = engine
+        .create_endpoint(&app, json!({ "url": "http://127.0.0.1:9/a", "description": "first", "filter_types": ["a.*"] }))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/v1/apps/{app}/endpoints/{id}");
+
+    let (status, fetched) = engine.get(&path).await;
+    assert_eq!(status, 200);
+    assert_eq!(fetched["url"], "http://127.0.0.1:9/a");
+    assert_eq!(fetched["plugin"], "webhook");
+    assert!(
+        fetched.get("secret").is_none(),
+        "the secret is not shown on reads"
+    );
+    let (_, secret) = engine.get(&format!("{path}/secret")).await;
+    assert_eq!(secret["secret"], created["secret"]);
+
+    let (status, updated) = engine
+        .patch(
+            &path,
+            &json!({ "url": "http://127.0.0.1:9/b", "enabled": false }),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["url"], "http://127.0.0.1:9/b");
+    assert_eq!(updated["enabled"], false);
+    assert_eq!(updated["description"], "first");
+    let (status, out) = engine
+        .patch(&path, &json!({ "filter_types": ["*x"] }))
+        .await;
+    assert_eq!(status, 422, "{out}");
+
+    let (_, list) = engine.get(&format!("/v1/apps/{app}/endpoints")).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(engine.delete(&path).await, 204);
+    assert_eq!(engine.get(&path).await.0, 404);
+    assert_eq!(engine.delete(&path).await, 404);
+
+    let (_, apps) = engine.get("/v1/apps").await;
+    assert!(
+        apps["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == app.as_str())
+    );
+    assert_eq!(engine.get(&format!("/v1/apps/{app}")).await.0, 200);
+    assert_eq!(engine.get("/v1/apps/app_nope").await.0, 404);
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `hookline` binary, real HTTP receivers on
+//! 127.0.0.1, a real SQLite file and real compiled Wasm plugins. One test
+//! binary made of modules, so it links once.
+
+mod api_errors;
+mod delivery;
