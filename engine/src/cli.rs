@@ -1,8 +1,10 @@
 //! The `hookline` command line: `serve`, `plugin check`, `bench`.
 
 pub mod args;
+mod bench;
 
 mod plugin;
+mod scaffold;
 mod serve;
 
 use std::process::ExitCode;
@@ -16,10 +18,18 @@ pub fn main() -> ExitCode {
     let result = match args.command {
         args::Command::Serve(serve) => serve::run(serve),
         args::Command::Plugin(args::PluginCommand::Check(check)) => plugin::check(check),
-        args::Command::Bench(_) => anyhow::Result::Err(anyhow::anyhow!("bench: not built yet")),
+        args::Command::Plugin(args::PluginCommand::New(new)) => scaffold::new_plugin(new),
+        args::Command::Bench(bench) => bench::run(bench),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Output cut short by a closed pipe (`| head`) is not a failure.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("hookline: {e:#}");
             ExitCode::from(2)

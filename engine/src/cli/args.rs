@@ -85,8 +85,23 @@ pub struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Create a new plugin crate that builds for wasm32-wasip2 and passes its own tests.
+    New(PluginNewArgs),
     /// Load a plugin exactly as the engine does, print its info and what it sends for an event.
     Check(PluginCheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PluginNewArgs {
+    /// The plugin's name: lowercase letters, digits, `-` and `_` (e.g. `pagerduty`).
+    pub name: String,
+    /// Directory to create the crate in; it becomes `<dir>/hookline-plugin-<name>`.
+    #[arg(long, default_value = ".")]
+    pub dir: std::path::PathBuf,
+    /// Path of the hookline-sdk crate to depend on [default: the SDK this binary was built from,
+    /// else hookline-sdk from crates.io].
+    #[arg(long)]
+    pub sdk_path: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 
 use crate::cli::args::PluginCheckArgs;
@@ -29,11 +31,16 @@ const SAMPLE_EVENT: &str = r#"{
 pub fn check(args: PluginCheckArgs) -> anyhow::Result<()> {
     let host: Arc<PluginHost> = PluginHost::new(Limits::default())?;
     let plugin = host.load_file(&args.file)?;
-    println!("plugin:      {} {}", plugin.info.name, plugin.info.version);
-    println!("description: {}", plugin.info.description);
-    println!("world:       hookline:plugin@{}", plugin.world);
-    println!("sha256:      {}", plugin.hash);
-    println!("config:      {}", plugin.info.config_schema);
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "plugin:      {} {}",
+        plugin.info.name, plugin.info.version
+    )?;
+    writeln!(out, "description: {}", plugin.info.description)?;
+    writeln!(out, "world:       hookline:plugin@{}", plugin.world)?;
+    writeln!(out, "sha256:      {}", plugin.hash)?;
+    writeln!(out, "config:      {}", plugin.info.config_schema)?;
 
     plugin
         .validate_config(&args.config)
@@ -61,28 +68,30 @@ pub fn check(args: PluginCheckArgs) -> anyhow::Result<()> {
                 &args.config,
             )
             .map_err(|err| anyhow::anyhow!("transform of event {:?} failed: {err}", e.ce_id))?;
-        println!(
+        writeln!(
+            out,
             "\nevent {:?} ({}): {} request(s)",
             e.ce_id,
             e.event_type,
             requests.len()
-        );
+        )?;
         for (i, r) in requests.iter().enumerate() {
-            println!(
+            writeln!(
+                out,
                 "--- request {i}: {} bytes, content-type {}",
                 r.body.len(),
                 r.content_type
-            );
+            )?;
             if let Some(q) = &r.query {
-                println!("query: {q}");
+                writeln!(out, "query: {q}")?;
             }
             for (k, v) in &r.headers {
-                println!("{k}: {v}");
+                writeln!(out, "{k}: {v}")?;
             }
             let body = String::from_utf8_lossy(&r.body);
             match serde_json::from_str::<serde_json::Value>(&body) {
-                Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
-                Err(_) => println!("{body}"),
+                Ok(v) => writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?,
+                Err(_) => writeln!(out, "{body}")?,
             }
         }
     }

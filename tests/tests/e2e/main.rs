@@ -4,3 +4,5 @@
 
 mod api_errors;
 mod delivery;
+mod plugins;
+mod scaffold;

@@ -1,0 +1,308 @@
+//! `hookline bench`: end-to-end throughput and latency on this machine.
+//!
+//! Starts the engine as a child process (this same binary, `serve`) on a
+//! fresh SQLite file, a receiver on 127.0.0.1 in this process, creates one
+//! endpoint, emits N events with bounded concurrency and waits until every
+//! one has been received. Prints deliveries/s end to end, emit→received
+//! latency percentiles and the engine's peak RSS. Everything stays on
+//! loopback, and the run ends by itself (all received, or the timeout).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::cli::args::BenchArgs;
+
+struct Received {
+    start: Instant,
+    count: AtomicUsize,
+    latencies_us: Mutex<Vec<u64>>,
+    seen: Mutex<Vec<u8>>,
+    duplicates: AtomicUsize,
+    target: usize,
+    all: Notify,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.events >= 1 && args.batch >= 1 && args.concurrency >= 1,
+        "--events, --batch and --concurrency must be at least 1"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench(args))
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("hookline-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run_in(&args, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    let received = Arc::new(Received {
+        start: Instant::now(),
+        count: AtomicUsize::new(0),
+        latencies_us: Mutex::new(Vec::with_capacity(args.events)),
+        seen: Mutex::new(vec![0; args.events]),
+        duplicates: AtomicUsize::new(0),
+        target: args.events,
+        all: Notify::new(),
+    });
+    let receiver_url = start_receiver(received.clone()).await?;
+    let mut engine = Engine::start(args, dir)?;
+    let result = drive(args, &engine.url, &receiver_url, &received).await;
+    let peak_rss = engine.peak_rss_kib();
+    engine.stop();
+    let stats = result?;
+
+    let mut lat = received.latencies_us.lock().unwrap().clone();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let got = received.count.load(Ordering::Relaxed);
+    println!(
+        "hookline bench: {} events of {} B data, batch {}, concurrency {}, plugin {}, durability {:?}",
+        args.events, args.data_bytes, args.batch, args.concurrency, args.plugin, args.durability
+    );
+    println!(
+        "  emitted in        {:>8.2} s  ({:.0} events/s accepted)",
+        stats.emit_secs,
+        args.events as f64 / stats.emit_secs
+    );
+    println!(
+        "  all received in   {:>8.2} s  ({:.0} deliveries/s end to end)",
+        stats.total_secs,
+        got as f64 / stats.total_secs
+    );
+    println!(
+        "  latency emit→received  p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        pct(0.50) as f64 / 1000.0,
+        pct(0.99) as f64 / 1000.0,
+        lat.last().copied().unwrap_or(0) as f64 / 1000.0
+    );
+    println!(
+        "  received {} of {}, duplicates {}",
+        got,
+        args.events,
+        received.duplicates.load(Ordering::Relaxed)
+    );
+    match peak_rss {
+        Some(kib) => println!("  engine peak RSS   {:.1} MiB", kib as f64 / 1024.0),
+        None => println!("  engine peak RSS   unknown (no /proc)"),
+    }
+    if got < args.events {
+        bail!(
+            "only {got} of {} events were received within {:?}",
+            args.events,
+            args.timeout
+        );
+    }
+    Ok(())
+}
+
+struct Stats {
+    emit_secs: f64,
+    total_secs: f64,
+}
+
+async fn drive(
+    args: &BenchArgs,
+    engine: &str,
+    receiver: &str,
+    received: &Arc<Received>,
+) -> anyhow::Result<Stats> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let app: serde_json::Value = http
+        .post(format!("{engine}/v1/apps"))
+        .json(&json!({"name": "bench"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let app = app["id"].as_str().context("no app id")?.to_string();
+    let ep = http
+        .post(format!("{engine}/v1/apps/{app}/endpoints"))
+        .json(&json!({"url": format!("{receiver}/hook"), "plugin": args.plugin}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        ep.status().is_success(),
+        "creating the endpoint failed: {}",
+        ep.text().await?
+    );
+
+    let filler = "x".repeat(args.data_bytes.saturating_sub(120));
+    let limit = Arc::new(Semaphore::new(args.concurrency));
+    let url: Arc<str> = format!("{engine}/v1/events?app_id={app}").into();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let mut i = 0;
+    while i < args.events {
+        let n = args.batch.min(args.events - i);
+        let mut events = Vec::with_capacity(n);
+        for k in i..i + n {
+            // The receiver reads `bench_seq` and `bench_t` (µs since start) back.
+            let t = received.start.elapsed().as_micros() as u64;
+            events.push(json!({
+                "specversion": "1.0", "id": format!("bench-{k}"), "source": "hookline-bench",
+                "type": "bench.event", "time": "2026-11-23T12:00:00Z",
+                "data": {"bench_seq": k, "bench_t": t, "customer": "Ada Lovelace", "status": "paid", "filler": filler}
+            }));
+        }
+        i += n;
+        let body = if n == 1 {
+            events.pop().unwrap()
+        } else {
+            serde_json::Value::Array(events)
+        };
+        let permit = limit.clone().acquire_owned().await?;
+        let (http, url) = (http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = http.post(&*url).json(&body).send().await;
+            drop(permit);
+            match r {
+                Ok(r) if r.status().as_u16() == 202 => Ok(()),
+                Ok(r) => Err(anyhow::anyhow!("emit answered {}", r.status())),
+                Err(e) => Err(anyhow::anyhow!("emit failed: {e}")),
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let emit_secs = started.elapsed().as_secs_f64();
+    let wait = received.all.notified();
+    if received.count.load(Ordering::Relaxed) < args.events {
+        let _ = tokio::time::timeout(args.timeout, wait).await;
+    }
+    Ok(Stats {
+        emit_secs,
+        total_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn start_receiver(received: Arc<Received>) -> anyhow::Result<String> {
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(received);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
+async fn receive(State(r): State<Arc<Received>>, body: Bytes) -> StatusCode {
+    let now = r.start.elapsed().as_micros() as u64;
+    let (Some(seq), Some(t)) = (
+        number_after(&body, b"\"bench_seq\":"),
+        number_after(&body, b"\"bench_t\":"),
+    ) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    {
+        let mut seen = r.seen.lock().unwrap();
+        match seen.get_mut(seq as usize) {
+            Some(0) => seen[seq as usize] = 1,
+            Some(_) => {
+                r.duplicates.fetch_add(1, Ordering::Relaxed);
+                return StatusCode::NO_CONTENT;
+            }
+            None => return StatusCode::BAD_REQUEST,
+        }
+    }
+    r.latencies_us.lock().unwrap().push(now.saturating_sub(t));
+    if r.count.fetch_add(1, Ordering::Relaxed) + 1 == r.target {
+        r.all.notify_one();
+    }
+    StatusCode::NO_CONTENT
+}
+
+/// The unsigned integer after `key` in `body` (cheaper than parsing the JSON).
+fn number_after(body: &[u8], key: &[u8]) -> Option<u64> {
+    let at = body.windows(key.len()).position(|w| w == key)? + key.len();
+    let digits = body[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&body[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+struct Engine {
+    child: Child,
+    url: String,
+}
+
+impl Engine {
+    fn start(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Engine> {
+        let durability = match args.durability {
+            crate::store::Durability::Full => "full",
+            crate::store::Durability::Normal => "normal",
+        };
+        let mut child = Command::new(std::env::current_exe()?)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--durability",
+                durability,
+            ])
+            .arg("--data-dir")
+            .arg(dir)
+            .env("HOOKLINE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("failed to start the engine")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            if let Some(url) = line?.strip_prefix("hookline listening on ") {
+                let url = url.to_string();
+                std::thread::spawn(move || lines.for_each(drop));
+                return Ok(Engine { child, url });
+            }
+        }
+        bail!("the engine exited before it was ready")
+    }
+
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+    }
+}
