@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A plugin, its endpoint config, and the platform's checks of what arrives.
+type Case = (&'static str, Value, fn(&Received));
+
 fn chars(v: &Value) -> usize {
     v.as_str().map_or(0, |s| s.chars().count())
 }
@@ -134,7 +137,7 @@ fn check_webhook(r: &Received) {
 async fn one_event_six_platforms() {
     let engine = Engine::start().await;
     let app = engine.create_app("chat").await;
-    let plugins: [(&str, Value, fn(&Received)); 6] = [
+    let plugins: [Case; 6] = [
         ("slack", json!({}), check_slack),
         (
             "discord",
