@@ -33,6 +33,8 @@ pub struct EngineOptions {
     pub args: Vec<String>,
     /// Files to place in the plugins directory before start.
     pub plugin_files: Vec<PathBuf>,
+    /// Use this data directory (kept after the engine stops) instead of a fresh one.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -50,6 +52,7 @@ impl Default for EngineOptions {
             .map(String::from)
             .to_vec(),
             plugin_files: Vec::new(),
+            data_dir: None,
         }
     }
 }
@@ -58,7 +61,9 @@ impl Default for EngineOptions {
 pub struct Engine {
     pub url: String,
     pub http: reqwest::Client,
-    pub dir: tempfile::TempDir,
+    /// The data directory: database, plugins, `engine.log`.
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
     child: Option<Child>,
 }
 
@@ -68,18 +73,29 @@ impl Engine {
     }
 
     pub async fn start_with(options: EngineOptions) -> Engine {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let plugins = dir.path().join("plugins");
+        let temp = match &options.data_dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir().expect("temp dir")),
+        };
+        let data_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| temp.as_ref().unwrap().path().to_path_buf());
+        let plugins = data_dir.join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
         for file in &options.plugin_files {
             std::fs::copy(file, plugins.join(file.file_name().unwrap())).unwrap();
         }
-        let log = std::fs::File::create(dir.path().join("engine.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("engine.log"))
+            .unwrap();
         let mut child = Command::new(hookline_bin())
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(&data_dir)
             .args(&options.args)
             .env("HOOKLINE_LOG", "info,hookline=debug")
             .stdout(Stdio::piped())
@@ -87,7 +103,7 @@ impl Engine {
             .spawn()
             .expect("failed to start hookline");
         let stdout = child.stdout.take().unwrap();
-        let log_path = dir.path().join("engine.log");
+        let log_path = data_dir.join("engine.log");
         let url = tokio::task::spawn_blocking(move || {
             let mut lines = BufReader::new(stdout).lines();
             while let Some(Ok(line)) = lines.next() {
@@ -109,14 +125,24 @@ impl Engine {
         Engine {
             url,
             http: reqwest::Client::new(),
-            dir,
+            data_dir,
+            _temp: temp,
             child: Some(child),
         }
     }
 
     /// The engine's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
+        std::fs::read_to_string(self.data_dir.join("engine.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
     }
 
     /// Sends SIGTERM and waits for the process to exit (SIGKILL after 30 s);

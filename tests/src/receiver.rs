@@ -40,6 +40,8 @@ struct Shared {
     tx: mpsc::UnboundedSender<Received>,
     script: Arc<Mutex<VecDeque<Answer>>>,
     default: Answer,
+    /// When set, each request waits for a permit before it is answered.
+    hold: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 pub struct Receiver {
@@ -57,11 +59,29 @@ impl Receiver {
 
     /// Answers `status` with `body` unless a scripted answer is queued.
     pub async fn answering(status: u16, body: &str) -> Receiver {
+        Receiver::build(status, body, None).await
+    }
+
+    /// Records each request at once but answers it (200 `ok`) only after
+    /// [`Receiver::release`], so a test can hold a delivery in flight.
+    pub async fn holding() -> Receiver {
+        Receiver::build(200, "ok", Some(Arc::new(tokio::sync::Semaphore::new(0)))).await
+    }
+
+    /// Lets `n` held requests be answered.
+    pub fn release(&self, n: usize) {
+        if let Some(hold) = &self.shared.hold {
+            hold.add_permits(n);
+        }
+    }
+
+    async fn build(status: u16, body: &str, hold: Option<Arc<tokio::sync::Semaphore>>) -> Receiver {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Shared {
             tx,
             script: Arc::default(),
             default: (status, Vec::new(), body.to_string()),
+            hold,
         };
         let app = axum::Router::new()
             .fallback(handle)
@@ -126,6 +146,11 @@ async fn handle(State(shared): State<Shared>, request: Request) -> impl IntoResp
         headers: parts.headers,
         body,
     });
+    if let Some(hold) = &shared.hold
+        && let Ok(permit) = hold.acquire().await
+    {
+        permit.forget();
+    }
     let (status, headers, body) = answer;
     let mut map = HeaderMap::new();
     for (k, v) in headers {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
 
 use super::retry_policy::RetryPolicy;
 use super::sender::{Outgoing, SendResult, Sender};
@@ -114,6 +115,7 @@ impl Dispatcher {
             completions,
         ));
         let slots = Arc::new(Semaphore::new(ctx.options.max_in_flight));
+        let mut in_flight = JoinSet::new();
         tracing::info!(%owner, "dispatcher started");
 
         'outer: while !*shutdown.borrow() {
@@ -145,10 +147,12 @@ impl Dispatcher {
                     }
                 };
                 let full = claimed.len() == room;
+                // Reap finished tasks so the set holds only what is in flight.
+                while in_flight.try_join_next().is_some() {}
                 for job in claimed {
                     let permit = slots.clone().try_acquire_owned().expect("room was counted");
                     let ctx = ctx.clone();
-                    tokio::spawn(async move {
+                    in_flight.spawn(async move {
                         let completion = deliver(&ctx, job).await;
                         let _ = ctx.done.send(completion);
                         drop(permit);

@@ -4,5 +4,6 @@
 
 mod api_errors;
 mod delivery;
+mod lifecycle;
 mod plugins;
 mod scaffold;

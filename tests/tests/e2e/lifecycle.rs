@@ -1,0 +1,87 @@
+//! Shutdown and restart: deliveries in flight finish or are handed back,
+//! and nothing accepted is lost across a restart.
+
+use std::time::Duration;
+
+use hookline_tests::{Engine, EngineOptions, Receiver};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn options(dir: &std::path::Path, grace: &str) -> EngineOptions {
+    let mut o = EngineOptions {
+        data_dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    };
+    o.args
+        .extend(["--shutdown-grace".to_string(), grace.to_string()]);
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_delivery_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::holding().await;
+    let mut engine = Engine::start_with(options(dir.path(), "20s")).await;
+    let app = engine.create_app("graceful").await;
+    engine
+        .create_endpoint(&app, json!({ "url": receiver.url }))
+        .await;
+    engine
+        .emit(&app, json!({ "id": "g1", "source": "s", "type": "t" }))
+        .await;
+
+    let held = receiver.next(WAIT).await; // in flight now
+    engine.terminate();
+    receiver.release(1);
+    let status = tokio::task::block_in_place(|| engine.stop()).expect("was running");
+    assert!(status.success(), "{}", engine.log());
+    drop(engine);
+
+    // After a restart on the same database the delivery is done, attempted once.
+    let engine = Engine::start_with(options(dir.path(), "20s")).await;
+    let delivered = engine
+        .wait_deliveries(&format!("app_id={app}&status=delivered"), 1)
+        .await;
+    assert_eq!(delivered[0]["id"], held.header("webhook-id"));
+    assert_eq!(delivered[0]["attempts"], 1);
+    assert!(receiver.drain().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_still_in_flight_at_the_deadline_is_sent_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::holding().await;
+    let mut engine = Engine::start_with(options(dir.path(), "300ms")).await;
+    let app = engine.create_app("deadline").await;
+    engine
+        .create_endpoint(&app, json!({ "url": receiver.url }))
+        .await;
+    engine
+        .emit(&app, json!({ "id": "d1", "source": "s", "type": "t" }))
+        .await;
+
+    let first = receiver.next(WAIT).await;
+    let status = tokio::task::block_in_place(|| engine.stop()).expect("was running");
+    assert!(status.success(), "{}", engine.log());
+    assert!(
+        engine.log().contains("leases are given back"),
+        "{}",
+        engine.log()
+    );
+    drop(engine);
+
+    // Its lease was given back, so the next start sends it at once.
+    let engine = Engine::start_with(options(dir.path(), "20s")).await;
+    let second = receiver.next(WAIT).await;
+    assert_eq!(
+        second.header("webhook-id"),
+        first.header("webhook-id"),
+        "same delivery, same webhook-id"
+    );
+    receiver.release(2);
+    let delivered = engine
+        .wait_deliveries(&format!("app_id={app}&status=delivered"), 1)
+        .await;
+    assert_eq!(delivered[0]["id"], first.header("webhook-id"));
+}
