@@ -16,9 +16,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
 
 use crate::cloudevent::EventLimits;
+use crate::delivery::Handoff;
 use crate::plugins::PluginHost;
 use crate::store::Store;
 pub use error::ApiError;
@@ -28,8 +28,8 @@ pub use error::ApiError;
 pub struct AppState {
     pub store: Store,
     pub host: Arc<PluginHost>,
-    /// Wakes the dispatcher when new deliveries are committed.
-    pub wake: Arc<Notify>,
+    /// Takes fresh deliveries to the dispatcher once they are committed.
+    pub handoff: Arc<Handoff>,
     pub event_limits: Arc<EventLimits>,
     /// Largest request body accepted by `POST /v1/events`.
     pub max_body_bytes: usize,

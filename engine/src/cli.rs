@@ -4,6 +4,7 @@ pub mod args;
 mod bench;
 
 mod plugin;
+mod plugin_bench;
 mod scaffold;
 mod serve;
 
@@ -19,6 +20,7 @@ pub fn main() -> ExitCode {
         args::Command::Serve(serve) => serve::run(serve),
         args::Command::Plugin(args::PluginCommand::Check(check)) => plugin::check(check),
         args::Command::Plugin(args::PluginCommand::New(new)) => scaffold::new_plugin(new),
+        args::Command::Plugin(args::PluginCommand::Bench(bench)) => plugin_bench::run(bench),
         args::Command::Bench(bench) => bench::run(bench),
     };
     match result {

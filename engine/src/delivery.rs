@@ -3,15 +3,18 @@
 //!
 //! - [`dispatcher`]: claims due deliveries under a lease, runs them with
 //!   bounded concurrency, and batches their completions into the store.
+//! - [`handoff`]: fresh deliveries from ingest, already leased, without a claim.
 //! - [`sender`]: one signed HTTP request and the start of its answer.
 //! - [`signing`]: Standard Webhooks signatures.
 //! - [`retry_policy`] and [`verdict`]: what a failure means and when to retry.
 
 pub mod dispatcher;
+pub mod handoff;
 pub mod retry_policy;
 pub mod sender;
 pub mod signing;
 pub mod verdict;
 
 pub use dispatcher::{Dispatcher, DispatcherOptions};
+pub use handoff::{Handoff, HandoffReceiver};
 pub use retry_policy::RetryPolicy;

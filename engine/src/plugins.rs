@@ -341,6 +341,11 @@ impl LoadedPlugin {
             .map_err(|e| CallError::Trap(format!("{e:#}")))
     }
 
+    /// Drops the warm instances, so the next calls start fresh ones.
+    pub fn drop_warm(&self) {
+        self.warm.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// Runs one call on a warm instance (or a fresh one) under the limits.
     fn call<R>(
         &self,

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::delivery::Dispatcher;
 use crate::delivery::sender::Sender;
+use crate::delivery::{Dispatcher, Handoff};
 use crate::plugins::{self, PluginHost};
 use crate::store::Store;
 
@@ -48,7 +48,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(plugins = ?host.registry.names(), "plugins ready");
 
-    let wake = Arc::new(Notify::new());
+    let (handoff, fresh) = Handoff::new(
+        crate::id::new_id("node").into(),
+        config.dispatcher.lease,
+        config.dispatcher.max_in_flight * 4,
+    );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let dispatcher = Dispatcher::new(
         store.clone(),
@@ -56,14 +60,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Sender::new(&config.sender)?,
         config.retry.clone(),
         config.dispatcher.clone(),
-        wake.clone(),
+        (handoff.clone(), fresh),
     );
     let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx.clone()));
 
     let state = AppState {
         store: store.clone(),
         host,
-        wake,
+        handoff,
         event_limits: Arc::new(config.event_limits.clone()),
         max_body_bytes: config.max_body_bytes,
     };

@@ -105,7 +105,8 @@ impl Store {
         };
         conn.batch_execute(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+             PRAGMA temp_store = MEMORY;"
         ))
         .context("failed to configure SQLite")?;
         conn.run_pending_migrations(MIGRATIONS)

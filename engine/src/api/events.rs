@@ -40,9 +40,10 @@ async fn ingest(
     let body = read_body(body)?;
     let batch = cloudevent::parse_body(&body, &state.event_limits)?;
     let lookup = app_id.clone();
-    let accepted = state
+    let lease = state.handoff.lease();
+    let ingested = state
         .store
-        .write(move |c| events::ingest(c, &app_id, batch, now_ms()))
+        .write(move |c| events::ingest(c, &app_id, batch, now_ms(), Some(&lease)))
         .await
         .map_err(|e| match e {
             StoreError::NotFound { kind: "app", .. } => {
@@ -50,12 +51,11 @@ async fn ingest(
             }
             other => other.into(),
         })?;
-    if accepted.iter().any(|a| a.deliveries > 0) {
-        state.wake.notify_one();
-    }
+    // Committed: now the dispatcher may send them.
+    state.handoff.deliver(ingested.leased, ingested.unleased);
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "data": accepted })),
+        Json(serde_json::json!({ "data": ingested.accepted })),
     ))
 }
 

@@ -89,6 +89,8 @@ pub enum PluginCommand {
     New(PluginNewArgs),
     /// Load a plugin exactly as the engine does, print its info and what it sends for an event.
     Check(PluginCheckArgs),
+    /// Measure the per-call cost of plugin transforms through wasmtime.
+    Bench(PluginBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,6 +116,15 @@ pub struct PluginCheckArgs {
     /// The endpoint's plugin config, as JSON.
     #[arg(long, default_value = "{}")]
     pub config: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PluginBenchArgs {
+    /// Plugin files to measure [default: every built-in plugin].
+    pub files: Vec<PathBuf>,
+    /// Timed calls per plugin.
+    #[arg(long, default_value_t = 20_000)]
+    pub calls: usize,
 }
 
 #[derive(Debug, clap::Args)]

@@ -66,6 +66,8 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     let mut engine = Engine::start(args, dir)?;
     let result = drive(args, &engine.url, &receiver_url, &received).await;
     let peak_rss = engine.peak_rss_kib();
+    let engine_cpu = cpu_secs(&format!("/proc/{}/stat", engine.child.id()));
+    let own_cpu = cpu_secs("/proc/self/stat");
     engine.stop();
     let stats = result?;
 
@@ -103,6 +105,16 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         args.events,
         received.duplicates.load(Ordering::Relaxed)
     );
+    if let (Some(engine_cpu), Some(own_cpu)) = (engine_cpu, own_cpu) {
+        println!(
+            "  CPU time          engine {engine_cpu:.1} s, load generator + receiver {own_cpu:.1} s (of {:.1} s × 2 cores)",
+            stats.total_secs
+        );
+        println!(
+            "  engine CPU per delivery {:.0} µs",
+            engine_cpu * 1e6 / got.max(1) as f64
+        );
+    }
     match peak_rss {
         Some(kib) => println!("  engine peak RSS   {:.1} MiB", kib as f64 / 1024.0),
         None => println!("  engine peak RSS   unknown (no /proc)"),
@@ -236,6 +248,15 @@ async fn receive(State(r): State<Arc<Received>>, body: Bytes) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// User + system CPU seconds of a process, from `/proc/<pid>/stat`.
+fn cpu_secs(stat_path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
 /// The unsigned integer after `key` in `body` (cheaper than parsing the JSON).
 fn number_after(body: &[u8], key: &[u8]) -> Option<u64> {
     let at = body.windows(key.len()).position(|w| w == key)? + key.len();
@@ -267,7 +288,10 @@ impl Engine {
             ])
             .arg("--data-dir")
             .arg(dir)
-            .env("HOOKLINE_LOG", "warn")
+            .env(
+                "HOOKLINE_LOG",
+                std::env::var("HOOKLINE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .spawn()
             .context("failed to start the engine")?;

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::handoff::{Handoff, HandoffReceiver};
 use super::retry_policy::RetryPolicy;
 use super::sender::{Outgoing, SendResult, Sender};
 use super::signing::{SigningKey, signature_header};
@@ -68,8 +69,8 @@ struct Context {
 
 pub struct Dispatcher {
     ctx: Arc<Context>,
-    owner: String,
-    wake: Arc<Notify>,
+    handoff: Arc<Handoff>,
+    fresh: HandoffReceiver,
     completions: mpsc::UnboundedReceiver<Completion>,
 }
 
@@ -80,9 +81,10 @@ impl Dispatcher {
         sender: Sender,
         policy: RetryPolicy,
         options: DispatcherOptions,
-        wake: Arc<Notify>,
+        handoff: (Arc<Handoff>, HandoffReceiver),
     ) -> Dispatcher {
         let (done, completions) = mpsc::unbounded_channel();
+        let (handoff, fresh) = handoff;
         Dispatcher {
             ctx: Arc::new(Context {
                 store,
@@ -92,8 +94,8 @@ impl Dispatcher {
                 options,
                 done,
             }),
-            owner: new_id("node"),
-            wake,
+            handoff,
+            fresh,
             completions,
         }
     }
@@ -104,11 +106,11 @@ impl Dispatcher {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let Dispatcher {
             ctx,
-            owner,
-            wake,
+            handoff,
+            mut fresh,
             completions,
         } = self;
-        let owner: Arc<str> = owner.into();
+        let owner = handoff.owner().clone();
         let completer = tokio::spawn(write_completions(
             ctx.store.clone(),
             owner.clone(),
@@ -116,9 +118,36 @@ impl Dispatcher {
         ));
         let slots = Arc::new(Semaphore::new(ctx.options.max_in_flight));
         let mut in_flight = JoinSet::new();
+        let spawn = |in_flight: &mut JoinSet<()>, job: Claimed, permit: OwnedSemaphorePermit| {
+            let ctx = ctx.clone();
+            in_flight.spawn(async move {
+                let completion = deliver(&ctx, job).await;
+                let _ = ctx.done.send(completion);
+                drop(permit);
+            });
+        };
         tracing::info!(%owner, "dispatcher started");
 
+        // Claim at once on start: work left by an earlier run may be waiting.
+        let mut next_claim = tokio::time::Instant::now();
         'outer: while !*shutdown.borrow() {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(job) = fresh.rx.recv() => {
+                    handoff.taken();
+                    let permit = tokio::select! {
+                        p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                        _ = shutdown.changed() => break,
+                    };
+                    // Reap finished tasks so the set holds only what is in flight.
+                    while in_flight.try_join_next().is_some() {}
+                    spawn(&mut in_flight, job, permit);
+                    continue;
+                }
+                _ = handoff.wake.notified() => {}
+                _ = tokio::time::sleep_until(next_claim) => {}
+            }
+
             // Claim while there is room and work.
             loop {
                 let room = slots.available_permits().min(ctx.options.claim_batch);
@@ -147,38 +176,26 @@ impl Dispatcher {
                     }
                 };
                 let full = claimed.len() == room;
-                // Reap finished tasks so the set holds only what is in flight.
                 while in_flight.try_join_next().is_some() {}
                 for job in claimed {
                     let permit = slots.clone().try_acquire_owned().expect("room was counted");
-                    let ctx = ctx.clone();
-                    in_flight.spawn(async move {
-                        let completion = deliver(&ctx, job).await;
-                        let _ = ctx.done.send(completion);
-                        drop(permit);
-                    });
+                    spawn(&mut in_flight, job, permit);
                 }
                 if !full {
                     break;
                 }
             }
 
-            // Sleep until woken, until the next retry falls due, or the poll interval.
+            // Claim again when the next retry falls due, or after the poll
+            // interval (leases that ran out, other processes' work).
             let next_due = ctx.store.read(deliveries::next_due).await.ok().flatten();
             let mut sleep = ctx.options.poll_interval;
             if let Some(due) = next_due {
                 let until = Duration::from_millis((due - now_ms()).max(0) as u64);
-                sleep = sleep.min(until);
+                // Due now but not claimable (leased, maybe to us): don't spin.
+                sleep = sleep.min(until.max(Duration::from_millis(20)));
             }
-            if sleep.is_zero() {
-                // Due now but nothing was claimable (leased elsewhere): don't spin.
-                sleep = Duration::from_millis(20);
-            }
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(sleep) => {}
-                _ = shutdown.changed() => {}
-            }
+            next_claim = tokio::time::Instant::now() + sleep;
         }
 
         tracing::info!("dispatcher stopping: waiting for deliveries in flight");

@@ -106,6 +106,8 @@ pub struct NewDelivery {
     pub status: i16,
     pub attempts: i32,
     pub next_attempt_at: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }

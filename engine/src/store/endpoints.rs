@@ -81,12 +81,12 @@ pub fn list(
 }
 
 /// The app's endpoints that receive new events: live and enabled.
-pub fn receiving(conn: &mut Conn, app_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+pub fn receiving(conn: &mut Conn, app_id: &str) -> Result<Vec<Endpoint>, StoreError> {
     Ok(endpoints::table
         .filter(endpoints::app_id.eq(app_id))
         .filter(endpoints::deleted_at.is_null())
         .filter(endpoints::enabled.eq(true))
-        .select((endpoints::id, endpoints::filter_types))
+        .select(Endpoint::as_select())
         .load(conn)?)
 }
 

@@ -1,10 +1,12 @@
 //! Events and their fan-out: an accepted event and its deliveries are written
 //! in one transaction, so nothing is accepted that is not queued.
 
+use std::sync::Arc;
+
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::deliveries::{DeliveryStatus, NewDelivery};
+use super::deliveries::{Claimed, DeliveryStatus, NewDelivery};
 use super::schema::{deliveries, events};
 use super::{Conn, StoreError, apps, endpoints};
 use crate::filter::TypeFilter;
@@ -54,6 +56,26 @@ pub struct Accepted {
     pub deliveries: usize,
 }
 
+/// Lease fresh deliveries to the ingesting process, so it can send them at
+/// once without claiming them (see `delivery::handoff`).
+#[derive(Debug, Clone)]
+pub struct LeaseToSelf {
+    pub owner: Arc<str>,
+    pub until: i64,
+    /// Lease at most this many; the rest wait for a claim.
+    pub max: usize,
+}
+
+/// What an ingest stored.
+#[derive(Debug, Default)]
+pub struct Ingested {
+    pub accepted: Vec<Accepted>,
+    /// Deliveries leased to the caller, ready to send.
+    pub leased: Vec<Claimed>,
+    /// Deliveries created but not leased (the dispatcher claims them).
+    pub unleased: usize,
+}
+
 /// Stores events and fans each new one out to the app's receiving endpoints
 /// whose filters match. Idempotent on (app, source, CloudEvents id).
 pub fn ingest(
@@ -61,21 +83,23 @@ pub fn ingest(
     app_id: &str,
     batch: Vec<NewEvent>,
     now: i64,
-) -> Result<Vec<Accepted>, StoreError> {
+    lease: Option<&LeaseToSelf>,
+) -> Result<Ingested, StoreError> {
     apps::get(conn, app_id)?;
-    let targets: Vec<(String, TypeFilter)> = endpoints::receiving(conn, app_id)?
+    let targets: Vec<(Arc<endpoints::Endpoint>, TypeFilter)> = endpoints::receiving(conn, app_id)?
         .into_iter()
-        .filter_map(|(id, filters)| match TypeFilter::from_json(&filters) {
-            Ok(f) => Some((id, f)),
+        .filter_map(|endpoint| match TypeFilter::from_json(&endpoint.filter_types) {
+            Ok(f) => Some((Arc::new(endpoint), f)),
             Err(e) => {
                 // Filters are validated on write; a bad row is a bug, not the producer's fault.
-                tracing::error!(endpoint = %id, error = %e, "stored filters do not parse; endpoint skipped");
+                tracing::error!(endpoint = %endpoint.id, error = %e, "stored filters do not parse; endpoint skipped");
                 None
             }
         })
         .collect();
+    let mut out = Ingested::default();
 
-    let mut accepted = Vec::with_capacity(batch.len());
+    let accepted = &mut out.accepted;
     let mut fan_out = Vec::new();
     for event in batch {
         let row = Event {
@@ -111,21 +135,41 @@ pub fn ingest(
             continue;
         }
         let before = fan_out.len();
-        for (endpoint_id, filter) in &targets {
-            if filter.matches(&row.event_type) {
-                fan_out.push(NewDelivery {
-                    id: new_id("msg"),
-                    app_id: app_id.to_string(),
-                    event_id: row.id.clone(),
-                    endpoint_id: endpoint_id.clone(),
-                    event_type: row.event_type.clone(),
-                    status: DeliveryStatus::Pending as i16,
-                    attempts: 0,
-                    next_attempt_at: now,
-                    created_at: now,
-                    updated_at: now,
-                });
+        let mut shared_row: Option<Arc<Event>> = None;
+        for (endpoint, filter) in &targets {
+            if !filter.matches(&row.event_type) {
+                continue;
             }
+            let id = new_id("msg");
+            let leased = lease.filter(|l| out.leased.len() < l.max);
+            match leased {
+                Some(_) => {
+                    let event = shared_row
+                        .get_or_insert_with(|| Arc::new(row.clone()))
+                        .clone();
+                    out.leased.push(Claimed {
+                        id: id.clone(),
+                        attempts: 0,
+                        event,
+                        endpoint: endpoint.clone(),
+                    });
+                }
+                None => out.unleased += 1,
+            }
+            fan_out.push(NewDelivery {
+                id,
+                app_id: app_id.to_string(),
+                event_id: row.id.clone(),
+                endpoint_id: endpoint.id.clone(),
+                event_type: row.event_type.clone(),
+                status: DeliveryStatus::Pending as i16,
+                attempts: 0,
+                next_attempt_at: now,
+                lease_owner: leased.map(|l| l.owner.to_string()),
+                lease_until: leased.map(|l| l.until),
+                created_at: now,
+                updated_at: now,
+            });
         }
         accepted.push(Accepted {
             id: row.id,
@@ -135,13 +179,13 @@ pub fn ingest(
             deliveries: fan_out.len() - before,
         });
     }
-    // SQLite caps bound parameters per statement; 10 columns × 500 rows stays under it.
-    for chunk in fan_out.chunks(500) {
+    // SQLite caps bound parameters per statement; 12 columns × 400 rows stays under it.
+    for chunk in fan_out.chunks(400) {
         diesel::insert_into(deliveries::table)
             .values(chunk)
             .execute(conn)?;
     }
-    Ok(accepted)
+    Ok(out)
 }
 
 pub fn get(conn: &mut Conn, app_id: Option<&str>, id: &str) -> Result<Event, StoreError> {

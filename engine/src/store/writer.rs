@@ -72,6 +72,7 @@ impl Writer {
 
 fn run(mut conn: Conn, rx: mpsc::Receiver<Message>) {
     let mut closing = Vec::new();
+    let (mut total_jobs, mut total_groups) = (0u64, 0u64);
     while let Ok(first) = rx.recv() {
         let mut jobs = Vec::new();
         let mut next = Some(first);
@@ -85,6 +86,8 @@ fn run(mut conn: Conn, rx: mpsc::Receiver<Message>) {
             }
         }
         if !jobs.is_empty() {
+            total_jobs += jobs.len() as u64;
+            total_groups += 1;
             let mut finishers = Vec::with_capacity(jobs.len());
             let outcome = conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
                 for job in jobs {
@@ -104,6 +107,12 @@ fn run(mut conn: Conn, rx: mpsc::Receiver<Message>) {
             break;
         }
     }
+    tracing::info!(
+        jobs = total_jobs,
+        transactions = total_groups,
+        per_transaction = format!("{:.1}", total_jobs as f64 / total_groups.max(1) as f64),
+        "store writer stopped"
+    );
     for done in closing {
         let _ = done.send(());
     }
