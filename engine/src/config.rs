@@ -83,6 +83,7 @@ impl Config {
             plugin_limits: Limits {
                 call_timeout: args.plugin_timeout,
                 memory_bytes: args.plugin_memory_mib << 20,
+                quarantine_after: args.plugin_quarantine_after.max(1),
                 ..Limits::default()
             },
             event_limits: EventLimits::default(),

@@ -11,12 +11,14 @@
 //! plugin say".
 
 pub mod builtin;
-pub mod directory;
+pub mod cache;
 pub mod limits;
 pub mod registry;
+pub mod reload;
 pub mod wit;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
@@ -178,13 +180,15 @@ pub struct PluginHost {
     engine: Engine,
     linker: Linker<HostState>,
     limits: Limits,
+    cache: Option<cache::ArtifactCache>,
     pub registry: Registry,
 }
 
 impl PluginHost {
     /// Builds the engine (pooling allocator, epoch interruption) and starts
-    /// the epoch ticker that enforces call deadlines.
-    pub fn new(limits: Limits) -> anyhow::Result<Arc<PluginHost>> {
+    /// the epoch ticker that enforces call deadlines. With `cache_dir`,
+    /// compiled artifacts are kept there (see [`cache`]).
+    pub fn new(limits: Limits, cache_dir: Option<&Path>) -> anyhow::Result<Arc<PluginHost>> {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
         pool.max_memory_size(limits.memory_bytes)
             // Keeping a little memory resident between instances makes a
@@ -200,10 +204,18 @@ impl PluginHost {
             .map_err(anyhow::Error::from)
             .context("failed to create the wasmtime engine")?;
         let linker = wit::linker(&engine)?;
+        let cache = match cache_dir {
+            Some(dir) => Some(
+                cache::ArtifactCache::new(dir, &engine)
+                    .with_context(|| format!("failed to create plugin cache {}", dir.display()))?,
+            ),
+            None => None,
+        };
         let host = Arc::new(PluginHost {
             engine,
             linker,
             limits,
+            cache,
             registry: Registry::default(),
         });
         start_epoch_ticker(Arc::downgrade(&host));
@@ -214,13 +226,16 @@ impl PluginHost {
         &self.limits
     }
 
-    /// Compiles and checks a component: it links against a supported world,
-    /// and `info` answers within the limits. Blocking: call off the runtime.
+    /// Compiles (or takes from the cache) and checks a component: it links
+    /// against a supported world, `info` answers, and a sample transform
+    /// completes within the limits. Blocking: call off the runtime.
     pub fn load(&self, bytes: &[u8], source: PluginSource) -> anyhow::Result<LoadedPlugin> {
         let hash = hex(&Sha256::digest(bytes));
-        let component = Component::new(&self.engine, bytes)
-            .map_err(anyhow::Error::from)
-            .context("not a valid WebAssembly component")?;
+        let component = match &self.cache {
+            Some(cache) => cache.load(&self.engine, bytes, &hash).map(|(c, _)| c),
+            None => Component::new(&self.engine, bytes).map_err(anyhow::Error::from),
+        }
+        .context("not a valid WebAssembly component")?;
         let (pre, world) = wit::prepare(&self.linker, &component)?;
         let mut plugin = LoadedPlugin {
             info: PluginInfo {
@@ -238,6 +253,7 @@ impl PluginHost {
             engine: self.engine.clone(),
             limits: self.limits.clone(),
             warm: Mutex::new(Vec::new()),
+            health: Health::default(),
         };
         let info = plugin
             .call(|store, b| b.info(store))
@@ -245,6 +261,14 @@ impl PluginHost {
         check_name(&info.name)?;
         plugin.name_tag = Arc::from(info.name.as_str());
         plugin.info = info;
+        // A plugin that cannot turn a plain event into requests within the
+        // limits would fail every delivery: refuse it now. Its own errors
+        // (a config it needs, an event it does not take) are fine.
+        match plugin.transform(&SAMPLE_EVENT, "{}") {
+            Ok(_) | Err(CallError::Guest(_)) => {}
+            Err(e) => anyhow::bail!("sample transform failed: {e}"),
+        }
+        plugin.health.reset();
         Ok(plugin)
     }
 
@@ -254,6 +278,34 @@ impl PluginHost {
             std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
         self.load(&bytes, PluginSource::File(path.display().to_string()))
             .with_context(|| format!("plugin file {} refused", path.display()))
+    }
+}
+
+/// The event a plugin must handle when it is loaded.
+const SAMPLE_EVENT: PluginEvent<'static> = PluginEvent {
+    id: "hookline-load-check",
+    ty: "hookline.plugin.check",
+    source: "hookline",
+    subject: Some("load check"),
+    time: "2026-01-01T00:00:00Z",
+    data: r#"{"message":"Hookline checks that a plugin handles this event when loading it","count":1,"ok":true,"url":"https://example.com/"}"#,
+    extensions: "{}",
+    app_id: "app_check",
+};
+
+/// Consecutive failed calls (traps, deadlines, limits) and the quarantine
+/// they lead to.
+#[derive(Default)]
+struct Health {
+    consecutive_failures: AtomicU32,
+    quarantined: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn reset(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.quarantined.store(false, Ordering::Relaxed);
     }
 }
 
@@ -307,9 +359,25 @@ pub struct LoadedPlugin {
     engine: Engine,
     limits: Limits,
     warm: Mutex<Vec<Warm>>,
+    health: Health,
 }
 
 impl LoadedPlugin {
+    /// Whether this version is quarantined after repeated failures; its
+    /// deliveries wait until a new version is loaded.
+    pub fn is_quarantined(&self) -> bool {
+        self.health.quarantined.load(Ordering::Relaxed)
+    }
+
+    /// The last failure of a call, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.health
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Turns an event into requests, and checks them against the output limits.
     pub fn transform(
         &self,
@@ -363,6 +431,7 @@ impl LoadedPlugin {
         let started = Instant::now();
         match f(&mut instance.store, &instance.bindings) {
             Ok(r) => {
+                self.health.consecutive_failures.store(0, Ordering::Relaxed);
                 instance.calls += 1;
                 if instance.calls < MAX_CALLS_PER_INSTANCE {
                     let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
@@ -373,7 +442,32 @@ impl LoadedPlugin {
                 Ok(r)
             }
             // The instance is dropped: after a trap its state is not to be trusted.
-            Err(e) => Err(self.explain(e, started)),
+            Err(e) => {
+                let e = self.explain(e, started);
+                self.record_failure(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn record_failure(&self, e: &anyhow::Error) {
+        *self
+            .health
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(format!("{e:#}"));
+        let n = self
+            .health
+            .consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if n >= self.limits.quarantine_after
+            && !self.health.quarantined.swap(true, Ordering::Relaxed)
+        {
+            tracing::error!(
+                plugin = %self.info.name, version = %self.info.version, failures = n, error = format!("{e:#}"),
+                "plugin quarantined after consecutive failures; its deliveries wait for a new version"
+            );
         }
     }
 

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::delivery::sender::Sender;
 use crate::delivery::{Dispatcher, Handoff};
 use crate::plugins::{self, PluginHost};
-use crate::store::Store;
+use crate::store::{Store, deliveries};
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
@@ -35,24 +35,57 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     tracing::info!(database = %config.database.display(), "store ready");
 
-    let host = PluginHost::new(config.plugin_limits.clone())?;
-    {
-        let (host, dir) = (host.clone(), config.plugins_dir.clone());
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            plugins::builtin::load_all(&host)?;
-            plugins::directory::load_all(&host, &dir)
-                .with_context(|| format!("failed to read plugins directory {}", dir.display()))?;
-            Ok(())
-        })
-        .await??;
-    }
-    tracing::info!(plugins = ?host.registry.names(), "plugins ready");
-
     let (handoff, fresh) = Handoff::new(
         crate::id::new_id("node").into(),
         config.dispatcher.lease,
         config.dispatcher.max_in_flight * 4,
     );
+
+    let started = std::time::Instant::now();
+    let host = PluginHost::new(
+        config.plugin_limits.clone(),
+        Some(&config.data_dir.join("plugin-cache")),
+    )?;
+    // When a plugin version is put in service, deliveries waiting for it go now.
+    let (loaded_tx, mut loaded_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let on_loaded: plugins::reload::OnLoaded = Arc::new(move |name: &str| {
+        let _ = loaded_tx.send(name.to_string());
+    });
+    {
+        let (host, dir, on_loaded) = (host.clone(), config.plugins_dir.clone(), on_loaded.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            plugins::builtin::load_all(&host)?;
+            plugins::reload::load_dir(&host, &dir, &on_loaded)
+                .with_context(|| format!("failed to read plugins directory {}", dir.display()))?;
+            Ok(())
+        })
+        .await??;
+    }
+    let _watch = plugins::reload::watch(host.clone(), config.plugins_dir.clone(), on_loaded)?;
+    tracing::info!(plugins = ?host.registry.names(), ms = started.elapsed().as_millis() as u64, "plugins ready");
+    {
+        let (store, handoff) = (store.clone(), handoff.clone());
+        tokio::spawn(async move {
+            while let Some(name) = loaded_rx.recv().await {
+                let plugin = name.clone();
+                let now = crate::id::now_ms();
+                match store
+                    .write(move |c| deliveries::wake_waiting_for_plugin(c, &plugin, now))
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(plugin = %name, deliveries = n, "plugin loaded; waiting deliveries resume");
+                        handoff.wake.notify_one();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "failed to resume deliveries waiting for a plugin")
+                    }
+                }
+            }
+        });
+    }
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let dispatcher = Dispatcher::new(
         store.clone(),

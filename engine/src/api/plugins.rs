@@ -18,12 +18,18 @@ async fn list(State(state): State<AppState>) -> Json<Value> {
     let mut out: Vec<Value> = state
         .host
         .registry
-        .active()
+        .loaded()
         .iter()
-        .map(|p| {
+        .map(|(p, active)| {
             let (source, path) = match &p.source {
                 PluginSource::Builtin => ("builtin", None),
                 PluginSource::File(path) => ("file", Some(path.clone())),
+            };
+            // A built-in replaced by a file of the same name is "shadowed".
+            let plugin_state = match (p.is_quarantined(), active) {
+                (true, _) => "quarantined",
+                (false, true) => "active",
+                (false, false) => "shadowed",
             };
             json!({
                 "name": p.info.name,
@@ -33,8 +39,8 @@ async fn list(State(state): State<AppState>) -> Json<Value> {
                 "world": format!("hookline:plugin@{}", p.world),
                 "source": source,
                 "path": path,
-                "state": "active",
-                "last_error": null,
+                "state": plugin_state,
+                "last_error": p.last_error(),
                 "loaded_at": rfc3339(p.loaded_at_ms),
                 "config_schema": p.info.config_schema,
             })

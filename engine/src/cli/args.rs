@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// Memory cap of one plugin instance, in MiB.
     #[arg(long, env = "HOOKLINE_PLUGIN_MEMORY_MIB", default_value_t = 64)]
     pub plugin_memory_mib: usize,
+    /// Consecutive failed calls (traps, deadlines, memory) after which a plugin version is quarantined.
+    #[arg(long, env = "HOOKLINE_PLUGIN_QUARANTINE_AFTER", default_value_t = 5)]
+    pub plugin_quarantine_after: u32,
     /// Largest `POST /v1/events` body, in KiB.
     #[arg(long, env = "HOOKLINE_MAX_BODY_KIB", default_value_t = 8192)]
     pub max_body_kib: usize,

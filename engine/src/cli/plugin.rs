@@ -29,7 +29,7 @@ const SAMPLE_EVENT: &str = r#"{
 }"#;
 
 pub fn check(args: PluginCheckArgs) -> anyhow::Result<()> {
-    let host: Arc<PluginHost> = PluginHost::new(Limits::default())?;
+    let host: Arc<PluginHost> = PluginHost::new(Limits::default(), None)?;
     let plugin = host.load_file(&args.file)?;
     let mut out = std::io::stdout().lock();
     writeln!(

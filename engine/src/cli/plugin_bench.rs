@@ -12,7 +12,7 @@ use crate::plugins::{Limits, LoadedPlugin, PluginEvent, PluginHost, PluginSource
 const DATA: &str = r#"{"order_id":"ord_8812","status":"paid","total":"149.90","currency":"EUR","customer":{"name":"Ada Lovelace","email":"ada@example.test"},"items":[{"sku":"BK-001","name":"Notes on the Analytical Engine","qty":1,"price":"99.90"},{"sku":"PN-204","name":"Fountain pen","qty":2,"price":"25.00"}],"shipping":{"method":"express","address":"12 St James's Square, London"},"url":"https://shop.example.test/orders/ord_8812","note":"Please gift-wrap the book and include a card that says: congratulations on the first program. Deliver before noon if possible; the recipient leaves for Paris in the afternoon and will not be back for a fortnight.","tags":["gift","express","vip"],"channel":"web","coupon":null,"placed_at":"2026-11-23T11:58:31Z","payment":{"method":"card","brand":"visa","last4":"4242"}}"#;
 
 pub fn run(args: PluginBenchArgs) -> anyhow::Result<()> {
-    let host = PluginHost::new(Limits::default())?;
+    let host = PluginHost::new(Limits::default(), None)?;
     let plugins: Vec<Arc<LoadedPlugin>> = if args.files.is_empty() {
         builtin::BUILTIN
             .iter()

@@ -24,7 +24,7 @@ use crate::plugins::{
 };
 use crate::store::Store;
 use crate::store::deliveries::{
-    self, Attempt, AttemptOutcome, Claimed, Completion, DeliveryStatus,
+    self, Attempt, AttemptOutcome, Claimed, Completion, DeliveryStatus, WAITING_FOR_PLUGIN,
 };
 
 /// Tuning of the dispatcher.
@@ -280,11 +280,18 @@ async fn deliver(ctx: &Context, job: Claimed) -> Completion {
         };
         return finish_without_attempt(&job, DeliveryStatus::Failed, job.attempts, started_ms, why);
     }
-    let Some(plugin) = ctx.host.registry.get(&endpoint.plugin) else {
-        // Not an attempt: the delivery waits for the plugin without using up its retries.
+    let plugin = ctx.host.registry.get(&endpoint.plugin);
+    let waiting = match &plugin {
+        None => Some("not loaded"),
+        Some(p) if p.is_quarantined() => Some("quarantined after repeated failures"),
+        Some(_) => None,
+    };
+    if let Some(why) = waiting {
+        // Not an attempt: the delivery waits for the plugin without using up
+        // its retries, and is woken early when a version of it is loaded.
         let wait = ctx.options.missing_plugin_wait.as_millis() as i64;
-        let why = format!("plugin {:?} is not loaded; waiting for it", endpoint.plugin);
-        tracing::warn!(delivery = %job.id, plugin = %endpoint.plugin, "plugin not loaded; delivery waits");
+        let why = format!("{WAITING_FOR_PLUGIN} {:?}: {why}", endpoint.plugin);
+        tracing::warn!(delivery = %job.id, plugin = %endpoint.plugin, "{why}");
         return finish_without_attempt(
             &job,
             DeliveryStatus::Pending,
@@ -292,7 +299,8 @@ async fn deliver(ctx: &Context, job: Claimed) -> Completion {
             started_ms + wait,
             why,
         );
-    };
+    }
+    let plugin = plugin.expect("checked above");
 
     let result = attempt(ctx, &job, &plugin).await;
     let attempts = job.attempts + 1;

@@ -26,7 +26,7 @@ pub fn load_all(host: &Arc<PluginHost>) -> anyhow::Result<()> {
             let plugin = handle
                 .join()
                 .map_err(|_| anyhow::anyhow!("plugin loading panicked"))??;
-            host.registry.insert(Arc::new(plugin));
+            host.registry.insert_builtin(Arc::new(plugin));
         }
         Ok(())
     })

@@ -15,6 +15,9 @@ pub struct Limits {
     pub output_bytes: usize,
     /// Requests one transform may return.
     pub max_requests: usize,
+    /// Consecutive failed calls (traps, deadlines, limits) after which a
+    /// plugin version is quarantined.
+    pub quarantine_after: u32,
 }
 
 impl Default for Limits {
@@ -24,6 +27,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             output_bytes: 1 << 20,
             max_requests: 16,
+            quarantine_after: 5,
         }
     }
 }

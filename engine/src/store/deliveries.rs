@@ -219,6 +219,33 @@ pub fn claim(
     Ok(claimed)
 }
 
+/// `last_error` of a delivery that waits for its plugin (missing or
+/// quarantined); such waits are not attempts and end early when the plugin
+/// is loaded (see [`wake_waiting_for_plugin`]).
+pub const WAITING_FOR_PLUGIN: &str = "waiting for plugin";
+
+/// Makes deliveries that wait for `plugin` due now; returns how many.
+pub fn wake_waiting_for_plugin(
+    conn: &mut Conn,
+    plugin: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    use super::schema::endpoints;
+    use deliveries::dsl as d;
+    let endpoint_ids = endpoints::table
+        .filter(endpoints::plugin.eq(plugin))
+        .select(endpoints::id);
+    Ok(diesel::update(
+        d::deliveries
+            .filter(d::status.eq(DeliveryStatus::Pending as i16))
+            .filter(d::next_attempt_at.gt(now))
+            .filter(d::last_error.like(format!("{WAITING_FOR_PLUGIN}%")))
+            .filter(d::endpoint_id.eq_any(endpoint_ids)),
+    )
+    .set(d::next_attempt_at.eq(now))
+    .execute(conn)?)
+}
+
 /// The earliest time a pending delivery falls due, if any.
 pub fn next_due(conn: &mut Conn) -> Result<Option<i64>, StoreError> {
     use deliveries::dsl as d;
