@@ -9,10 +9,17 @@
 //!   specification, independent of the engine's signer.
 //! - [`eventually`]: waits for a condition observable through the API, with a
 //!   timeout.
+//! - [`guests`]: purpose-built plugin components (one that loops, one that
+//!   hogs memory, one of another world …), built from source by `build.rs`.
 
 mod engine;
 mod receiver;
 mod signature;
+
+/// Paths of the test guests built from `tests/guests/` (`MISCHIEF`, `SWAP_V1`, …).
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
 
 pub use engine::{Engine, EngineOptions, hookline_bin};
 pub use receiver::{Received, Receiver};

@@ -17,6 +17,8 @@ pub struct Received {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -145,6 +147,7 @@ async fn handle(State(shared): State<Shared>, request: Request) -> impl IntoResp
         query: parts.uri.query().map(str::to_string),
         headers: parts.headers,
         body,
+        at: std::time::Instant::now(),
     });
     if let Some(hold) = &shared.hold
         && let Ok(permit) = hold.acquire().await

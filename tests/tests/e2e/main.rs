@@ -4,6 +4,7 @@
 
 mod api_errors;
 mod delivery;
+mod hot_reload;
 mod lifecycle;
 mod plugins;
 mod scaffold;

@@ -1,0 +1,398 @@
+//! Hot reload and the sandbox, with real compiled components dropped into
+//! the plugins directory of a running engine.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hookline_tests::{Engine, EngineOptions, Receiver, eventually, guests};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Writes a plugin file the safe way: elsewhere, then renamed into place.
+fn drop_plugin(engine: &Engine, file_name: &str, bytes: &[u8]) -> Instant {
+    let dir = engine.data_dir.join("plugins");
+    let tmp = dir.join(format!(".{file_name}.part"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dir.join(file_name)).unwrap();
+    Instant::now()
+}
+
+fn read(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The same component with a custom section appended: new bytes, new hash,
+/// same behaviour (what a rebuild of the same code looks like to the engine).
+fn rebuilt(bytes: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"hookline-test";
+    let payload = tag.as_bytes();
+    let size = 1 + name.len() + payload.len();
+    assert!(size < 128 && name.len() < 128);
+    let mut out = bytes.to_vec();
+    out.extend_from_slice(&[0x00, size as u8, name.len() as u8]);
+    out.extend_from_slice(name);
+    out.extend_from_slice(payload);
+    out
+}
+
+async fn plugins(engine: &Engine) -> Vec<Value> {
+    engine.get("/v1/plugins").await.1["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn wait_plugin_state(engine: &Engine, name: &str, version: &str, state: &str) -> Value {
+    eventually(
+        &format!("plugin {name} {version} to be {state}"),
+        WAIT,
+        || async {
+            plugins(engine)
+                .await
+                .into_iter()
+                .find(|p| p["name"] == name && p["version"] == version && p["state"] == state)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_a_plugin_under_traffic_loses_nothing() {
+    let engine = Engine::start().await;
+    let mut receiver = Receiver::start().await;
+    drop_plugin(&engine, "swap.wasm", &read(guests::SWAP_V1));
+    wait_plugin_state(&engine, "swap", "1.0.0", "active").await;
+    let app = engine.create_app("swap").await;
+    engine
+        .create_endpoint(&app, json!({ "url": receiver.url, "plugin": "swap" }))
+        .await;
+
+    // A steady stream: one event every 10 ms; the new version lands a third of the way in.
+    const N: usize = 240;
+    let mut emitted_at = Vec::with_capacity(N);
+    let mut landed = None;
+    let mut pace = tokio::time::interval(Duration::from_millis(10));
+    for i in 0..N {
+        pace.tick().await;
+        if i == N / 3 {
+            landed = Some(drop_plugin(&engine, "swap.wasm", &read(guests::SWAP_V2)));
+        }
+        emitted_at.push(Instant::now());
+        engine
+            .emit(
+                &app,
+                json!({ "id": format!("s{i}"), "source": "stream", "type": "tick" }),
+            )
+            .await;
+    }
+    let landed = landed.unwrap();
+
+    let mut seen: HashMap<String, (u64, Instant)> = HashMap::new();
+    for _ in 0..N {
+        let r = receiver.next(WAIT).await;
+        let body = r.json();
+        let id = body["id"].as_str().unwrap().to_string();
+        assert!(
+            seen.insert(id, (body["version"].as_u64().unwrap(), r.at))
+                .is_none(),
+            "delivered twice"
+        );
+    }
+    let failed = engine
+        .deliveries(&format!("app_id={app}&status=failed"))
+        .await;
+    assert!(failed.is_empty(), "no delivery failed: {failed:?}");
+    let delivered = engine
+        .wait_deliveries(&format!("app_id={app}&status=delivered"), N)
+        .await;
+    assert!(
+        delivered.iter().all(|d| d["attempts"] == 1),
+        "every delivery went through on its first attempt"
+    );
+
+    let first_v2 = seen
+        .values()
+        .filter(|(v, _)| *v == 2)
+        .map(|(_, at)| *at)
+        .min()
+        .expect("version 2 served");
+    let swap_latency = first_v2.saturating_duration_since(landed);
+    assert!(
+        swap_latency < Duration::from_secs(1),
+        "the new version served {swap_latency:?} after landing"
+    );
+    println!(
+        "plugin swap latency: {} ms from the file landing to the first delivery by the new version",
+        swap_latency.as_millis()
+    );
+    for (i, at) in emitted_at.iter().enumerate() {
+        let (version, _) = seen[&format!("s{i}")];
+        if *at > landed + Duration::from_secs(1) {
+            assert_eq!(
+                version,
+                2,
+                "event s{i}, emitted {:?} after the new file landed, used version 1",
+                *at - landed
+            );
+        }
+        if i < N / 3 {
+            assert!(
+                version == 1 || *at + Duration::from_millis(50) > landed,
+                "s{i} predates the swap"
+            );
+        }
+    }
+    let (_, attempts) = engine
+        .get(&format!(
+            "/v1/deliveries/{}/attempts",
+            delivered[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(attempts["data"][0]["plugin"]["name"], "swap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_files_are_refused_while_deliveries_go_on() {
+    let engine = Engine::start().await;
+    let mut receiver = Receiver::start().await;
+    let app = engine.create_app("bad files").await;
+    engine
+        .create_endpoint(&app, json!({ "url": receiver.url }))
+        .await;
+
+    let good = read(guests::SWAP_V1);
+    let bad: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "garbage.wasm",
+            b"this is not webassembly at all".to_vec(),
+            "not a valid WebAssembly component",
+        ),
+        (
+            "truncated.wasm",
+            good[..good.len() / 2].to_vec(),
+            "not a valid WebAssembly component",
+        ),
+        // The 8-byte header alone is a valid, empty core module: not a component.
+        (
+            "core.wasm",
+            b"\0asm\x01\0\0\0".to_vec(),
+            "not a valid WebAssembly component",
+        ),
+        (
+            "other-world.wasm",
+            read(guests::OTHER_WORLD),
+            "hookline:plugin@0.1.0",
+        ),
+        (
+            "info-trap.wasm",
+            read(guests::INFO_TRAP),
+            "info call failed",
+        ),
+    ];
+    for (i, (file, bytes, words)) in bad.iter().enumerate() {
+        drop_plugin(&engine, file, bytes);
+        let refused = eventually(&format!("{file} to be refused"), WAIT, || async {
+            plugins(&engine)
+                .await
+                .into_iter()
+                .find(|p| p["state"] == "refused" && p["path"].as_str().unwrap().ends_with(file))
+        })
+        .await;
+        let error = refused["last_error"].as_str().unwrap();
+        assert!(error.contains(words), "{file}: {error}");
+        // Deliveries go on.
+        engine
+            .emit(
+                &app,
+                json!({ "id": format!("b{i}"), "source": "s", "type": "t" }),
+            )
+            .await;
+        assert_eq!(receiver.next(WAIT).await.json()["id"], format!("b{i}"));
+    }
+    // Only the built-ins serve.
+    let active: Vec<Value> = plugins(&engine)
+        .await
+        .into_iter()
+        .filter(|p| p["state"] == "active")
+        .collect();
+    assert_eq!(active.len(), 6, "{active:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misbehaving_plugin_is_contained_then_quarantined_and_a_new_version_lifts_it() {
+    let mut options = EngineOptions::default();
+    options
+        .args
+        .extend(["--plugin-quarantine-after", "4", "--max-attempts", "1"].map(String::from));
+    let engine = Engine::start_with(options).await;
+    let mut mischief_rx = Receiver::start().await;
+    let mut plain_rx = Receiver::start().await;
+    drop_plugin(&engine, "mischief.wasm", &read(guests::MISCHIEF));
+    wait_plugin_state(&engine, "mischief", "1.0.0", "active").await;
+    let app = engine.create_app("mischief").await;
+    engine
+        .create_endpoint(
+            &app,
+            json!({ "url": mischief_rx.url, "plugin": "mischief" }),
+        )
+        .await;
+    engine
+        .create_endpoint(&app, json!({ "url": plain_rx.url }))
+        .await;
+
+    let cases = [
+        ("mischief.loop", "deadline"),
+        ("mischief.hog", "memory limit"),
+        ("mischief.panic", "trapped"),
+        ("mischief.huge", "memory limit"),
+    ];
+    let mut event_ids = Vec::new();
+    for (ty, _) in cases {
+        let accepted = engine
+            .emit(&app, json!({ "id": ty, "source": "s", "type": ty }))
+            .await;
+        event_ids.push(accepted[0]["id"].as_str().unwrap().to_string());
+    }
+    // The other endpoint is not held up by the misbehaving plugin.
+    for _ in 0..cases.len() {
+        plain_rx.next(WAIT).await;
+    }
+    for ((ty, words), event_id) in cases.iter().zip(&event_ids) {
+        let failed = eventually(&format!("{ty} to fail"), WAIT, || async {
+            let d = engine
+                .deliveries(&format!("event_id={event_id}&status=failed"))
+                .await;
+            d.into_iter().next()
+        })
+        .await;
+        let attempts = engine.attempts(failed["id"].as_str().unwrap()).await;
+        let error = attempts[0]["error"].as_str().unwrap();
+        assert!(error.contains(words), "{ty}: {error}");
+        assert_eq!(attempts[0]["plugin"]["name"], "mischief");
+    }
+    assert!(
+        mischief_rx.drain().is_empty(),
+        "nothing was sent for the failed calls"
+    );
+
+    // Four failures in a row: quarantined, and its deliveries wait.
+    wait_plugin_state(&engine, "mischief", "1.0.0", "quarantined").await;
+    let accepted = engine
+        .emit(
+            &app,
+            json!({ "id": "calm", "source": "s", "type": "mischief.calm" }),
+        )
+        .await;
+    let calm = accepted[0]["id"].as_str().unwrap().to_string();
+    plain_rx.next(WAIT).await;
+    let waiting = eventually("the calm delivery to wait for the plugin", WAIT, || async {
+        let d = engine
+            .deliveries(&format!("event_id={calm}&status=pending"))
+            .await;
+        d.into_iter().find(|d| {
+            d["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("waiting for plugin"))
+        })
+    })
+    .await;
+    assert_eq!(waiting["attempts"], 0, "waiting is not an attempt");
+
+    // A new build of the plugin lifts the quarantine and the delivery resumes at once.
+    drop_plugin(
+        &engine,
+        "mischief.wasm",
+        &rebuilt(&read(guests::MISCHIEF), "v1.0.0-rebuild"),
+    );
+    let r = mischief_rx.next(WAIT).await;
+    assert_eq!(r.body.as_ref(), b"ok calm");
+    engine
+        .wait_deliveries(&format!("event_id={calm}&status=delivered"), 1)
+        .await;
+    wait_plugin_state(&engine, "mischief", "1.0.0", "active").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_plugin_makes_deliveries_wait_until_it_returns() {
+    let engine = Engine::start().await;
+    let mut receiver = Receiver::start().await;
+    drop_plugin(&engine, "swap.wasm", &read(guests::SWAP_V1));
+    wait_plugin_state(&engine, "swap", "1.0.0", "active").await;
+    let app = engine.create_app("removal").await;
+    engine
+        .create_endpoint(&app, json!({ "url": receiver.url, "plugin": "swap" }))
+        .await;
+
+    std::fs::remove_file(engine.data_dir.join("plugins/swap.wasm")).unwrap();
+    eventually("swap to be gone", WAIT, || async {
+        (!plugins(&engine).await.iter().any(|p| p["name"] == "swap")).then_some(())
+    })
+    .await;
+    let accepted = engine
+        .emit(&app, json!({ "id": "r1", "source": "s", "type": "t" }))
+        .await;
+    let event = accepted[0]["id"].as_str().unwrap().to_string();
+    eventually("the delivery to wait", WAIT, || async {
+        let d = engine
+            .deliveries(&format!("event_id={event}&status=pending"))
+            .await;
+        d.into_iter().find(|d| {
+            d["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not loaded"))
+        })
+    })
+    .await;
+
+    drop_plugin(&engine, "swap.wasm", &read(guests::SWAP_V2));
+    assert_eq!(receiver.next(WAIT).await.json()["version"], 2);
+    engine
+        .wait_deliveries(&format!("event_id={event}&status=delivered"), 1)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_file_replaces_a_builtin_and_removing_it_brings_the_builtin_back() {
+    let engine = Engine::start().await;
+    let builtin = plugins(&engine)
+        .await
+        .into_iter()
+        .find(|p| p["name"] == "webhook")
+        .unwrap();
+    // A rebuilt webhook plugin dropped in as a file takes over the name.
+    let file = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm-plugins/wasm32-wasip2/plugin/hookline_plugin_webhook.wasm");
+    drop_plugin(
+        &engine,
+        "my-webhook.wasm",
+        &rebuilt(&std::fs::read(&file).unwrap(), "mine"),
+    );
+    let replaced = eventually("the file to take over", WAIT, || async {
+        let list = plugins(&engine).await;
+        let shadowed = list.iter().any(|p| {
+            p["name"] == "webhook" && p["source"] == "builtin" && p["state"] == "shadowed"
+        });
+        list.into_iter().find(|p| {
+            p["name"] == "webhook" && p["source"] == "file" && p["state"] == "active" && shadowed
+        })
+    })
+    .await;
+    assert_ne!(replaced["hash"], builtin["hash"]);
+    std::fs::remove_file(engine.data_dir.join("plugins/my-webhook.wasm")).unwrap();
+    wait_plugin_state(
+        &engine,
+        "webhook",
+        builtin["version"].as_str().unwrap(),
+        "active",
+    )
+    .await;
+    let now = plugins(&engine)
+        .await
+        .into_iter()
+        .find(|p| p["name"] == "webhook")
+        .unwrap();
+    assert_eq!(now["source"], "builtin");
+    assert!(Path::new(&engine.data_dir).join("plugins").is_dir());
+}
