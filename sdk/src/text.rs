@@ -295,6 +295,45 @@ pub fn escape_fit(s: &str, style: Style, line: bool, max_chars: usize) -> String
     out
 }
 
+/// Appends `s` as a JSON string literal, quotes included, escaped exactly
+/// as `serde_json` writes it: `"` and `\` backslash-escaped, `\n` `\r` `\t`
+/// `\b` `\f` by name, other control characters below U+0020 as `\u00xx`;
+/// everything else verbatim. For plugins that write their JSON body
+/// directly instead of building a `serde_json::Value`.
+pub fn push_json_str(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let named = match b {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'\n' => 'n',
+            b'\r' => 'r',
+            b'\t' => 't',
+            0x08 => 'b',
+            0x0c => 'f',
+            0x00..=0x1f => '\0',
+            _ => continue,
+        };
+        // Only ASCII bytes end a run: the slice stays on char boundaries.
+        out.push_str(&s[run..i]);
+        run = i + 1;
+        out.push('\\');
+        if named == '\0' {
+            out.push_str("u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push(named);
+        }
+    }
+    out.push_str(&s[run..]);
+    out.push('"');
+}
+
 /// Words of an identifier: split on `.`, `_`, `-`, spaces and camelCase humps.
 fn push_words(out: &mut String, s: &str) {
     let mut prev: Option<char> = None;
@@ -993,6 +1032,22 @@ mod tests {
                     assert_eq!(trailing % 2, 0, "{style:?} {max}: {out:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn json_strings_match_serde_json() {
+        let every_ascii: String = (0u8..=0x7f).map(char::from).collect();
+        let mut cases = vec![
+            String::new(),
+            every_ascii,
+            "\u{2028}\u{2029}\u{7f}\u{85}\u{200D}".to_string(),
+        ];
+        cases.extend(HOSTILE.iter().map(|s| s.to_string()));
+        for s in cases {
+            let mut out = String::from("x");
+            push_json_str(&mut out, &s);
+            assert_eq!(out[1..], serde_json::to_string(&s).unwrap(), "{s:?}");
         }
     }
 
