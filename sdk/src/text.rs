@@ -253,6 +253,27 @@ pub fn push_escaped(out: &mut String, s: &str, style: Style, line: bool, max_cha
     if max_chars == 0 {
         return !s.is_empty();
     }
+    // Fast path: short printable ASCII with nothing to escape is copied as
+    // is (its byte length bounds its length in chars).
+    if s.len() <= max_chars
+        && s.bytes().all(|b| {
+            (b' '..=b'~').contains(&b) && !style.special(char::from(b)) || (b == b'\n' && !line)
+        })
+    {
+        out.push_str(s);
+        return false;
+    }
+    push_escaped_each(out, s, style, line, max_chars)
+}
+
+/// [`push_escaped`] one character at a time.
+fn push_escaped_each(
+    out: &mut String,
+    s: &str,
+    style: Style,
+    line: bool,
+    max_chars: usize,
+) -> bool {
     let start = out.len();
     let mut count = 0usize;
     let mut fit_len = start;
@@ -1048,6 +1069,36 @@ mod tests {
             let mut out = String::from("x");
             push_json_str(&mut out, &s);
             assert_eq!(out[1..], serde_json::to_string(&s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn ascii_fast_path_matches_char_by_char() {
+        let every_ascii: String = (0u8..=0x7f).map(char::from).collect();
+        let mut cases: Vec<String> = vec!["".into(), "a\nb".into(), "@here a@b".into()];
+        cases.extend((0..every_ascii.len()).map(|i| format!("ab{}c", &every_ascii[i..=i])));
+        cases.extend(HOSTILE.iter().map(|s| s.to_string()));
+        for style in [
+            Style::Slack,
+            Style::Discord,
+            Style::Html,
+            Style::Markdown,
+            Style::Plain,
+        ] {
+            for s in &cases {
+                for line in [false, true] {
+                    for max in 1..s.len() + 3 {
+                        let (mut fast, mut each) = (String::from("x"), String::from("x"));
+                        let cut = push_escaped(&mut fast, s, style, line, max);
+                        let cut_each = push_escaped_each(&mut each, s, style, line, max);
+                        assert_eq!(
+                            (fast, cut),
+                            (each, cut_each),
+                            "{style:?} {s:?} {line} {max}"
+                        );
+                    }
+                }
+            }
         }
     }
 
