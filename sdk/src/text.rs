@@ -355,12 +355,13 @@ pub fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Words of an identifier: split on `.`, `_`, `-`, spaces and camelCase humps.
-fn push_words(out: &mut String, s: &str) {
+/// Words of an identifier: split on `.`, `_`, `-`, spaces and camelCase
+/// humps, appended to `out` after its first `start` bytes.
+fn push_words(out: &mut String, start: usize, s: &str) {
     let mut prev: Option<char> = None;
     for c in s.chars() {
         if matches!(c, '.' | '_' | '-' | ' ' | '/' | ':') {
-            if !out.is_empty() && !out.ends_with(' ') {
+            if out.len() > start && !out.ends_with(' ') {
                 out.push(' ');
             }
             prev = None;
@@ -378,27 +379,46 @@ fn push_words(out: &mut String, s: &str) {
 /// `htmlUrl` → "Html URL". `id`, `url` and `uri` are written in capitals;
 /// an empty result falls back to the input itself.
 pub fn humanize(s: &str) -> String {
-    let mut words = String::with_capacity(s.len() + 4);
-    push_words(&mut words, s);
-    let words = words.trim_end();
-    let mut out = String::with_capacity(words.len() + 4);
-    for (n, word) in words.split(' ').enumerate() {
-        if n > 0 {
-            out.push(' ');
-        }
-        match word {
-            "id" | "url" | "uri" => out.push_str(&word.to_ascii_uppercase()),
-            _ if n == 0 => {
-                let mut cs = word.chars();
-                if let Some(first) = cs.next() {
-                    out.extend(first.to_uppercase());
-                    out.push_str(cs.as_str());
-                }
-            }
-            _ => out.push_str(word),
-        }
+    let mut out = String::with_capacity(s.len() + 4);
+    push_humanized(&mut out, s);
+    out
+}
+
+/// Appends [`humanize`]`(s)` to `out` without allocating a new string.
+pub fn push_humanized(out: &mut String, s: &str) {
+    let start = out.len();
+    push_words(out, start, s);
+    let kept = out[start..].trim_end().len();
+    out.truncate(start + kept);
+    if kept == 0 {
+        out.push_str(s);
+        return;
     }
-    if out.is_empty() { s.to_string() } else { out }
+    // The words are lowercase and split by single spaces; fix their case in place.
+    let mut word_start = start;
+    let mut first = true;
+    while word_start <= out.len() {
+        let word_end = out[word_start..]
+            .find(' ')
+            .map_or(out.len(), |i| word_start + i);
+        let word = &out[word_start..word_end];
+        if matches!(word, "id" | "url" | "uri") {
+            out[word_start..word_end].make_ascii_uppercase();
+        } else if first && let Some(c) = word.chars().next() {
+            if c.is_ascii() {
+                out[word_start..word_start + 1].make_ascii_uppercase();
+            } else {
+                let upper: String = c.to_uppercase().collect();
+                out.replace_range(word_start..word_start + c.len_utf8(), &upper);
+            }
+        }
+        first = false;
+        // A first-letter change may have moved the end: find it again.
+        let word_end = out[word_start..]
+            .find(' ')
+            .map_or(out.len(), |i| word_start + i);
+        word_start = word_end + 1;
+    }
 }
 
 /// A title for people from a CloudEvents type.
@@ -1108,6 +1128,71 @@ mod tests {
         let out = escape_fit(&huge, Style::Slack, false, 3000);
         assert!(out.chars().count() <= 3000);
         assert!(out.ends_with(ELLIPSIS));
+    }
+
+    /// `humanize` as it was written before it worked in place.
+    fn humanize_reference(s: &str) -> String {
+        let mut words = String::with_capacity(s.len() + 4);
+        push_words(&mut words, 0, s);
+        let words = words.trim_end();
+        let mut out = String::with_capacity(words.len() + 4);
+        for (n, word) in words.split(' ').enumerate() {
+            if n > 0 {
+                out.push(' ');
+            }
+            match word {
+                "id" | "url" | "uri" => out.push_str(&word.to_ascii_uppercase()),
+                _ if n == 0 => {
+                    let mut cs = word.chars();
+                    if let Some(first) = cs.next() {
+                        out.extend(first.to_uppercase());
+                        out.push_str(cs.as_str());
+                    }
+                }
+                _ => out.push_str(word),
+            }
+        }
+        if out.is_empty() { s.to_string() } else { out }
+    }
+
+    #[test]
+    fn humanize_in_place_matches_reference() {
+        let mut cases = vec![
+            "",
+            "_",
+            " ",
+            "id",
+            "ID",
+            "url_id",
+            "htmlUrl",
+            "order_id",
+            "a..b",
+            "x_",
+            "_x",
+            "ßtraße_id",
+            "ǆemal",
+            "ﬁle_uri",
+            "İstanbul",
+            "\tx",
+            "x\t",
+            "a \t b",
+            "日本_id",
+            "userIDUrl",
+            "a1B2c3",
+            "uri.url.id",
+            "-:/. ",
+            "éclair_url",
+            "ŉ_x",
+            "UrI",
+            "idurl",
+        ];
+        cases.extend(HOSTILE);
+        for s in cases {
+            let mut out = String::from("pre ");
+            push_humanized(&mut out, s);
+            assert_eq!(&out[4..], humanize_reference(s), "{s:?}");
+            assert_eq!(humanize(s), humanize_reference(s), "{s:?}");
+        }
     }
 
     #[test]
