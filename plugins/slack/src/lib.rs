@@ -121,6 +121,7 @@ fn message(event: &Event, opts: &Options<'_>) -> String {
     let mut out = String::with_capacity(1024 + event.data_json.len());
     // Each piece of text is escaped for Slack here first, then written as JSON.
     let mut t = String::with_capacity(256);
+    let mut label = String::with_capacity(32);
 
     out.push_str(r#"{"blocks":[{"text":"#);
     text::push_escaped(&mut t, &summary.title, Style::Plain, true, HEADER_MAX);
@@ -134,9 +135,11 @@ fn message(event: &Event, opts: &Options<'_>) -> String {
             if n > 0 {
                 out.push(',');
             }
+            label.clear();
+            text::push_humanized(&mut label, key);
             t.clear();
             t.push('*');
-            text::push_escaped(&mut t, &text::humanize(key), Style::Slack, true, LABEL_MAX);
+            text::push_escaped(&mut t, &label, Style::Slack, true, LABEL_MAX);
             t.push_str("*\n");
             let room = FIELD_MAX - t.chars().count();
             text::push_value(&mut t, value, Style::Slack, false, room);
