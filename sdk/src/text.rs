@@ -253,6 +253,27 @@ pub fn push_escaped(out: &mut String, s: &str, style: Style, line: bool, max_cha
     if max_chars == 0 {
         return !s.is_empty();
     }
+    // Fast path: short printable ASCII with nothing to escape is copied as
+    // is (its byte length bounds its length in chars).
+    if s.len() <= max_chars
+        && s.bytes().all(|b| {
+            (b' '..=b'~').contains(&b) && !style.special(char::from(b)) || (b == b'\n' && !line)
+        })
+    {
+        out.push_str(s);
+        return false;
+    }
+    push_escaped_each(out, s, style, line, max_chars)
+}
+
+/// [`push_escaped`] one character at a time.
+fn push_escaped_each(
+    out: &mut String,
+    s: &str,
+    style: Style,
+    line: bool,
+    max_chars: usize,
+) -> bool {
     let start = out.len();
     let mut count = 0usize;
     let mut fit_len = start;
@@ -295,12 +316,52 @@ pub fn escape_fit(s: &str, style: Style, line: bool, max_chars: usize) -> String
     out
 }
 
-/// Words of an identifier: split on `.`, `_`, `-`, spaces and camelCase humps.
-fn push_words(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string literal, quotes included, escaped exactly
+/// as `serde_json` writes it: `"` and `\` backslash-escaped, `\n` `\r` `\t`
+/// `\b` `\f` by name, other control characters below U+0020 as `\u00xx`;
+/// everything else verbatim. For plugins that write their JSON body
+/// directly instead of building a `serde_json::Value`.
+pub fn push_json_str(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let named = match b {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'\n' => 'n',
+            b'\r' => 'r',
+            b'\t' => 't',
+            0x08 => 'b',
+            0x0c => 'f',
+            0x00..=0x1f => '\0',
+            _ => continue,
+        };
+        // Only ASCII bytes end a run: the slice stays on char boundaries.
+        out.push_str(&s[run..i]);
+        run = i + 1;
+        out.push('\\');
+        if named == '\0' {
+            out.push_str("u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push(named);
+        }
+    }
+    out.push_str(&s[run..]);
+    out.push('"');
+}
+
+/// Words of an identifier: split on `.`, `_`, `-`, spaces and camelCase
+/// humps, appended to `out` after its first `start` bytes.
+fn push_words(out: &mut String, start: usize, s: &str) {
     let mut prev: Option<char> = None;
     for c in s.chars() {
         if matches!(c, '.' | '_' | '-' | ' ' | '/' | ':') {
-            if !out.is_empty() && !out.ends_with(' ') {
+            if out.len() > start && !out.ends_with(' ') {
                 out.push(' ');
             }
             prev = None;
@@ -318,27 +379,46 @@ fn push_words(out: &mut String, s: &str) {
 /// `htmlUrl` → "Html URL". `id`, `url` and `uri` are written in capitals;
 /// an empty result falls back to the input itself.
 pub fn humanize(s: &str) -> String {
-    let mut words = String::with_capacity(s.len() + 4);
-    push_words(&mut words, s);
-    let words = words.trim_end();
-    let mut out = String::with_capacity(words.len() + 4);
-    for (n, word) in words.split(' ').enumerate() {
-        if n > 0 {
-            out.push(' ');
-        }
-        match word {
-            "id" | "url" | "uri" => out.push_str(&word.to_ascii_uppercase()),
-            _ if n == 0 => {
-                let mut cs = word.chars();
-                if let Some(first) = cs.next() {
-                    out.extend(first.to_uppercase());
-                    out.push_str(cs.as_str());
-                }
-            }
-            _ => out.push_str(word),
-        }
+    let mut out = String::with_capacity(s.len() + 4);
+    push_humanized(&mut out, s);
+    out
+}
+
+/// Appends [`humanize`]`(s)` to `out` without allocating a new string.
+pub fn push_humanized(out: &mut String, s: &str) {
+    let start = out.len();
+    push_words(out, start, s);
+    let kept = out[start..].trim_end().len();
+    out.truncate(start + kept);
+    if kept == 0 {
+        out.push_str(s);
+        return;
     }
-    if out.is_empty() { s.to_string() } else { out }
+    // The words are lowercase and split by single spaces; fix their case in place.
+    let mut word_start = start;
+    let mut first = true;
+    while word_start <= out.len() {
+        let word_end = out[word_start..]
+            .find(' ')
+            .map_or(out.len(), |i| word_start + i);
+        let word = &out[word_start..word_end];
+        if matches!(word, "id" | "url" | "uri") {
+            out[word_start..word_end].make_ascii_uppercase();
+        } else if first && let Some(c) = word.chars().next() {
+            if c.is_ascii() {
+                out[word_start..word_start + 1].make_ascii_uppercase();
+            } else {
+                let upper: String = c.to_uppercase().collect();
+                out.replace_range(word_start..word_start + c.len_utf8(), &upper);
+            }
+        }
+        first = false;
+        // A first-letter change may have moved the end: find it again.
+        let word_end = out[word_start..]
+            .find(' ')
+            .map_or(out.len(), |i| word_start + i);
+        word_start = word_end + 1;
+    }
 }
 
 /// A title for people from a CloudEvents type.
@@ -997,11 +1077,122 @@ mod tests {
     }
 
     #[test]
+    fn json_strings_match_serde_json() {
+        let every_ascii: String = (0u8..=0x7f).map(char::from).collect();
+        let mut cases = vec![
+            String::new(),
+            every_ascii,
+            "\u{2028}\u{2029}\u{7f}\u{85}\u{200D}".to_string(),
+        ];
+        cases.extend(HOSTILE.iter().map(|s| s.to_string()));
+        for s in cases {
+            let mut out = String::from("x");
+            push_json_str(&mut out, &s);
+            assert_eq!(out[1..], serde_json::to_string(&s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn ascii_fast_path_matches_char_by_char() {
+        let every_ascii: String = (0u8..=0x7f).map(char::from).collect();
+        let mut cases: Vec<String> = vec!["".into(), "a\nb".into(), "@here a@b".into()];
+        cases.extend((0..every_ascii.len()).map(|i| format!("ab{}c", &every_ascii[i..=i])));
+        cases.extend(HOSTILE.iter().map(|s| s.to_string()));
+        for style in [
+            Style::Slack,
+            Style::Discord,
+            Style::Html,
+            Style::Markdown,
+            Style::Plain,
+        ] {
+            for s in &cases {
+                for line in [false, true] {
+                    for max in 1..s.len() + 3 {
+                        let (mut fast, mut each) = (String::from("x"), String::from("x"));
+                        let cut = push_escaped(&mut fast, s, style, line, max);
+                        let cut_each = push_escaped_each(&mut each, s, style, line, max);
+                        assert_eq!(
+                            (fast, cut),
+                            (each, cut_each),
+                            "{style:?} {s:?} {line} {max}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn escape_stops_early_on_huge_input() {
         let huge = "<".repeat(10 << 20);
         let out = escape_fit(&huge, Style::Slack, false, 3000);
         assert!(out.chars().count() <= 3000);
         assert!(out.ends_with(ELLIPSIS));
+    }
+
+    /// `humanize` as it was written before it worked in place.
+    fn humanize_reference(s: &str) -> String {
+        let mut words = String::with_capacity(s.len() + 4);
+        push_words(&mut words, 0, s);
+        let words = words.trim_end();
+        let mut out = String::with_capacity(words.len() + 4);
+        for (n, word) in words.split(' ').enumerate() {
+            if n > 0 {
+                out.push(' ');
+            }
+            match word {
+                "id" | "url" | "uri" => out.push_str(&word.to_ascii_uppercase()),
+                _ if n == 0 => {
+                    let mut cs = word.chars();
+                    if let Some(first) = cs.next() {
+                        out.extend(first.to_uppercase());
+                        out.push_str(cs.as_str());
+                    }
+                }
+                _ => out.push_str(word),
+            }
+        }
+        if out.is_empty() { s.to_string() } else { out }
+    }
+
+    #[test]
+    fn humanize_in_place_matches_reference() {
+        let mut cases = vec![
+            "",
+            "_",
+            " ",
+            "id",
+            "ID",
+            "url_id",
+            "htmlUrl",
+            "order_id",
+            "a..b",
+            "x_",
+            "_x",
+            "ßtraße_id",
+            "ǆemal",
+            "ﬁle_uri",
+            "İstanbul",
+            "\tx",
+            "x\t",
+            "a \t b",
+            "日本_id",
+            "userIDUrl",
+            "a1B2c3",
+            "uri.url.id",
+            "-:/. ",
+            "éclair_url",
+            "ŉ_x",
+            "UrI",
+            "idurl",
+        ];
+        cases.extend(HOSTILE);
+        for s in cases {
+            let mut out = String::from("pre ");
+            push_humanized(&mut out, s);
+            assert_eq!(&out[4..], humanize_reference(s), "{s:?}");
+            assert_eq!(humanize(s), humanize_reference(s), "{s:?}");
+        }
     }
 
     #[test]

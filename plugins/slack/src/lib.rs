@@ -35,7 +35,7 @@
 //! restriction is lifted. `429` retries after `Retry-After`; anything else
 //! follows the engine's standard rules.
 
-use hookline_sdk::serde_json::{Map, Value, json};
+use hookline_sdk::serde_json::json;
 use hookline_sdk::text::{self, Style, Summary};
 use hookline_sdk::{Config, Event, Plugin, PluginError, PluginInfo, Request, Response, Verdict};
 
@@ -99,89 +99,94 @@ fn options(config: &Config) -> Result<Options<'_>, PluginError> {
     })
 }
 
-fn mrkdwn(text: String) -> Value {
-    json!({ "type": "mrkdwn", "text": text })
+/// Appends a `mrkdwn` text object.
+fn mrkdwn(out: &mut String, text: &str) {
+    out.push_str(r#"{"text":"#);
+    text::push_json_str(out, text);
+    out.push_str(r#","type":"mrkdwn"}"#);
 }
 
-fn plain(text: String) -> Value {
-    json!({ "type": "plain_text", "text": text, "emoji": true })
+/// Appends a `plain_text` text object.
+fn plain(out: &mut String, text: &str) {
+    out.push_str(r#"{"emoji":true,"text":"#);
+    text::push_json_str(out, text);
+    out.push_str(r#","type":"plain_text"}"#);
 }
 
-/// Builds the message body.
-fn message(event: &Event, opts: &Options<'_>) -> Value {
+/// Builds the message body as JSON text, written directly (keys in the
+/// order `serde_json` would sort them, so the bytes are what serialising a
+/// `Value` gave).
+fn message(event: &Event, opts: &Options<'_>) -> String {
     let summary = Summary::new(event, opts.title, URL_MAX);
+    let mut out = String::with_capacity(1024 + event.data_json.len());
+    // Each piece of text is escaped for Slack here first, then written as JSON.
+    let mut t = String::with_capacity(256);
+    let mut label = String::with_capacity(32);
 
-    let mut fallback = String::with_capacity(128);
-    text::push_escaped(
-        &mut fallback,
-        &summary.title,
-        Style::Slack,
-        true,
-        TEXT_MAX / 2,
-    );
-    if let Some(subject) = summary.subject {
-        fallback.push_str(" — ");
-        let room = TEXT_MAX - fallback.chars().count();
-        text::push_escaped(&mut fallback, subject, Style::Slack, true, room);
-    }
-
-    let mut blocks = Vec::with_capacity(8);
-    blocks.push(json!({
-        "type": "header",
-        "text": plain(text::escape_fit(&summary.title, Style::Plain, true, HEADER_MAX)),
-    }));
+    out.push_str(r#"{"blocks":[{"text":"#);
+    text::push_escaped(&mut t, &summary.title, Style::Plain, true, HEADER_MAX);
+    plain(&mut out, &t);
+    out.push_str(r#","type":"header"}"#);
 
     let shown = summary.fields.len().min(opts.max_fields);
     for chunk in summary.fields[..shown].chunks(FIELDS_PER_SECTION) {
-        let fields: Vec<Value> = chunk
-            .iter()
-            .map(|(key, value)| {
-                let mut t = String::with_capacity(64);
-                t.push('*');
-                text::push_escaped(&mut t, &text::humanize(key), Style::Slack, true, LABEL_MAX);
-                t.push_str("*\n");
-                let room = FIELD_MAX - t.chars().count();
-                text::push_value(&mut t, value, Style::Slack, false, room);
-                mrkdwn(t)
-            })
-            .collect();
-        blocks.push(json!({ "type": "section", "fields": fields }));
+        out.push_str(r#",{"fields":["#);
+        for (n, (key, value)) in chunk.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            label.clear();
+            text::push_humanized(&mut label, key);
+            t.clear();
+            t.push('*');
+            text::push_escaped(&mut t, &label, Style::Slack, true, LABEL_MAX);
+            t.push_str("*\n");
+            let room = FIELD_MAX - t.chars().count();
+            text::push_value(&mut t, value, Style::Slack, false, room);
+            mrkdwn(&mut out, &t);
+        }
+        out.push_str(r#"],"type":"section"}"#);
     }
 
-    let mut context = Vec::with_capacity(3);
+    out.push_str(r#",{"elements":["#);
     if let Some(subject) = summary.subject {
-        context.push(mrkdwn(text::escape_fit(
-            subject,
-            Style::Slack,
-            true,
-            CONTEXT_MAX,
-        )));
+        t.clear();
+        text::push_escaped(&mut t, subject, Style::Slack, true, CONTEXT_MAX);
+        mrkdwn(&mut out, &t);
+        out.push(',');
     }
-    context.push(mrkdwn(text::escape_fit(
-        &summary.time,
-        Style::Slack,
-        true,
-        CONTEXT_MAX,
-    )));
+    t.clear();
+    text::push_escaped(&mut t, &summary.time, Style::Slack, true, CONTEXT_MAX);
+    mrkdwn(&mut out, &t);
     if let Some(note) = text::more_note(summary.fields.len() - shown) {
-        context.push(mrkdwn(note));
+        out.push(',');
+        mrkdwn(&mut out, &note);
     }
-    blocks.push(json!({ "type": "context", "elements": context }));
+    out.push_str(r#"],"type":"context"}"#);
 
     if let Some(url) = summary.link {
-        blocks.push(json!({
-            "type": "actions",
-            "elements": [{ "type": "button", "text": plain(opts.button_text.to_string()), "url": url }],
-        }));
+        out.push_str(r#",{"elements":[{"text":"#);
+        plain(&mut out, opts.button_text);
+        out.push_str(r#","type":"button","url":"#);
+        text::push_json_str(&mut out, url);
+        out.push_str(r#"}],"type":"actions"}"#);
     }
 
-    let mut body = Map::new();
-    body.insert("text".into(), fallback.into());
-    body.insert("blocks".into(), blocks.into());
-    if let Some(ts) = opts.thread_ts {
-        body.insert("thread_ts".into(), ts.into());
+    t.clear();
+    text::push_escaped(&mut t, &summary.title, Style::Slack, true, TEXT_MAX / 2);
+    if let Some(subject) = summary.subject {
+        t.push_str(" — ");
+        let room = TEXT_MAX - t.chars().count();
+        text::push_escaped(&mut t, subject, Style::Slack, true, room);
     }
-    Value::Object(body)
+    out.push_str(r#"],"text":"#);
+    text::push_json_str(&mut out, &t);
+    if let Some(ts) = opts.thread_ts {
+        out.push_str(r#","thread_ts":"#);
+        text::push_json_str(&mut out, ts);
+    }
+    out.push('}');
+    out
 }
 
 impl Plugin for Slack {
@@ -206,7 +211,10 @@ impl Plugin for Slack {
 
     fn transform(event: &Event, config: &Config) -> Result<Vec<Request>, PluginError> {
         let opts = options(config)?;
-        Ok(vec![Request::json(&message(event, &opts))])
+        Ok(vec![Request::bytes(
+            message(event, &opts).into_bytes(),
+            "application/json",
+        )])
     }
 
     fn interpret_response(response: &Response, _config: &Config) -> Option<Verdict> {
@@ -238,7 +246,145 @@ hookline_sdk::export_plugin!(Slack);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hookline_sdk::serde_json::{Map, Value};
     use hookline_sdk::testing;
+
+    fn mrkdwn(text: String) -> Value {
+        json!({ "type": "mrkdwn", "text": text })
+    }
+
+    fn plain(text: String) -> Value {
+        json!({ "type": "plain_text", "text": text, "emoji": true })
+    }
+
+    /// The message as the plugin built it before writing JSON directly.
+    fn value_message(event: &Event, opts: &Options<'_>) -> Value {
+        let summary = Summary::new(event, opts.title, URL_MAX);
+
+        let mut fallback = String::with_capacity(128);
+        text::push_escaped(
+            &mut fallback,
+            &summary.title,
+            Style::Slack,
+            true,
+            TEXT_MAX / 2,
+        );
+        if let Some(subject) = summary.subject {
+            fallback.push_str(" — ");
+            let room = TEXT_MAX - fallback.chars().count();
+            text::push_escaped(&mut fallback, subject, Style::Slack, true, room);
+        }
+
+        let mut blocks = Vec::with_capacity(8);
+        blocks.push(json!({
+            "type": "header",
+            "text": plain(text::escape_fit(&summary.title, Style::Plain, true, HEADER_MAX)),
+        }));
+
+        let shown = summary.fields.len().min(opts.max_fields);
+        for chunk in summary.fields[..shown].chunks(FIELDS_PER_SECTION) {
+            let fields: Vec<Value> = chunk
+                .iter()
+                .map(|(key, value)| {
+                    let mut t = String::with_capacity(64);
+                    t.push('*');
+                    text::push_escaped(&mut t, &text::humanize(key), Style::Slack, true, LABEL_MAX);
+                    t.push_str("*\n");
+                    let room = FIELD_MAX - t.chars().count();
+                    text::push_value(&mut t, value, Style::Slack, false, room);
+                    mrkdwn(t)
+                })
+                .collect();
+            blocks.push(json!({ "type": "section", "fields": fields }));
+        }
+
+        let mut context = Vec::with_capacity(3);
+        if let Some(subject) = summary.subject {
+            context.push(mrkdwn(text::escape_fit(
+                subject,
+                Style::Slack,
+                true,
+                CONTEXT_MAX,
+            )));
+        }
+        context.push(mrkdwn(text::escape_fit(
+            &summary.time,
+            Style::Slack,
+            true,
+            CONTEXT_MAX,
+        )));
+        if let Some(note) = text::more_note(summary.fields.len() - shown) {
+            context.push(mrkdwn(note));
+        }
+        blocks.push(json!({ "type": "context", "elements": context }));
+
+        if let Some(url) = summary.link {
+            blocks.push(json!({
+                "type": "actions",
+                "elements": [{ "type": "button", "text": plain(opts.button_text.to_string()), "url": url }],
+            }));
+        }
+
+        let mut body = Map::new();
+        body.insert("text".into(), fallback.into());
+        body.insert("blocks".into(), blocks.into());
+        if let Some(ts) = opts.thread_ts {
+            body.insert("thread_ts".into(), ts.into());
+        }
+        Value::Object(body)
+    }
+
+    /// The written JSON is byte for byte what serialising the old `Value` gave.
+    #[test]
+    fn writer_matches_value_serialisation() {
+        let huge = "x".repeat(100_000);
+        let unit = "😀e\u{301}中👩\u{200D}👧\"\\\u{1}\n\t<&>";
+        let many: Vec<String> = (0..60)
+            .map(|i| format!(r#""k{i:02}": "<v{i}> \" \\ \n""#))
+            .collect();
+        let events = [
+            testing::order_created(),
+            testing::event("ping", "null"),
+            testing::event("x", "not json"),
+            testing::event(
+                "alert.fired",
+                r#"{"who": "<!channel> <@U1> <https://evil.test|x>", "n": "**x** & y", "q": "a\"b\\c\u0001\u007f"}"#,
+            )
+            .with_subject("<!everyone>\n\"quoted\""),
+            testing::event(
+                "big",
+                &format!(r#"{{"v": "{huge}", "url": "https://x.test/{huge}"}}"#),
+            )
+            .with_subject(huge.clone()),
+            testing::event("many", &format!("{{{}}}", many.join(","))),
+            testing::event(
+                "u",
+                &hookline_sdk::serde_json::to_string(&json!({
+                    "v": unit.repeat(300), "n": 1.5e300, "b": true, "link": "http://x.test/a\"b"
+                }))
+                .unwrap(),
+            )
+            .with_subject(unit.repeat(200)),
+        ];
+        let configs = [
+            "{}",
+            r#"{"title": "{data.v} {subject}", "max_fields": 40, "button_text": "Go \"now\" \u0007 \\", "thread_ts": "1.2"}"#,
+            r#"{"max_fields": 0}"#,
+            r#"{"title": "Order {data.order_id} by {data.customer.name}", "max_fields": 25}"#,
+        ];
+        for event in &events {
+            for config in configs {
+                let config = Config::parse(config).unwrap();
+                let opts = options(&config).unwrap();
+                assert_eq!(
+                    message(event, &opts),
+                    value_message(event, &opts).to_string(),
+                    "{} {config:?}",
+                    event.ty
+                );
+            }
+        }
+    }
 
     fn body(event: &Event, config: &str) -> Value {
         let config = Config::parse(config).unwrap();
