@@ -181,6 +181,9 @@ pub struct PluginHost {
     linker: Linker<HostState>,
     limits: Limits,
     cache: Option<cache::ArtifactCache>,
+    /// Components compiled, and components loaded from the cache, so far.
+    compiled: AtomicU32,
+    from_cache: AtomicU32,
     pub registry: Registry,
 }
 
@@ -216,6 +219,8 @@ impl PluginHost {
             linker,
             limits,
             cache,
+            compiled: AtomicU32::new(0),
+            from_cache: AtomicU32::new(0),
             registry: Registry::default(),
         });
         start_epoch_ticker(Arc::downgrade(&host));
@@ -226,16 +231,30 @@ impl PluginHost {
         &self.limits
     }
 
+    /// (compiled, loaded from the cache) components so far.
+    pub fn load_counts(&self) -> (u32, u32) {
+        (
+            self.compiled.load(Ordering::Relaxed),
+            self.from_cache.load(Ordering::Relaxed),
+        )
+    }
+
     /// Compiles (or takes from the cache) and checks a component: it links
     /// against a supported world, `info` answers, and a sample transform
     /// completes within the limits. Blocking: call off the runtime.
     pub fn load(&self, bytes: &[u8], source: PluginSource) -> anyhow::Result<LoadedPlugin> {
         let hash = hex(&Sha256::digest(bytes));
-        let component = match &self.cache {
-            Some(cache) => cache.load(&self.engine, bytes, &hash).map(|(c, _)| c),
-            None => Component::new(&self.engine, bytes).map_err(anyhow::Error::from),
+        let (component, how) = match &self.cache {
+            Some(cache) => cache.load(&self.engine, bytes, &hash),
+            None => Component::new(&self.engine, bytes)
+                .map(|c| (c, cache::Loaded::Compiled))
+                .map_err(anyhow::Error::from),
         }
         .context("not a valid WebAssembly component")?;
+        match how {
+            cache::Loaded::Compiled => self.compiled.fetch_add(1, Ordering::Relaxed),
+            cache::Loaded::Cached => self.from_cache.fetch_add(1, Ordering::Relaxed),
+        };
         let (pre, world) = wit::prepare(&self.linker, &component)?;
         let mut plugin = LoadedPlugin {
             info: PluginInfo {

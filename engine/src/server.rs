@@ -62,7 +62,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await??;
     }
     let _watch = plugins::reload::watch(host.clone(), config.plugins_dir.clone(), on_loaded)?;
-    tracing::info!(plugins = ?host.registry.names(), ms = started.elapsed().as_millis() as u64, "plugins ready");
+    let (compiled, cached) = host.load_counts();
+    tracing::info!(
+        plugins = ?host.registry.names(),
+        compiled,
+        cached,
+        ms = started.elapsed().as_millis() as u64,
+        "plugins ready"
+    );
     {
         let (store, handoff) = (store.clone(), handoff.clone());
         tokio::spawn(async move {

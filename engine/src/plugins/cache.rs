@@ -108,3 +108,69 @@ impl ArtifactCache {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn component_bytes() -> &'static [u8] {
+        crate::plugins::builtin::BUILTIN[0].1
+    }
+
+    fn hash(bytes: &[u8]) -> String {
+        crate::plugins::hex(&Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn compiles_once_then_loads_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let cache = ArtifactCache::new(dir.path(), &engine).unwrap();
+        let (bytes, h) = (component_bytes(), hash(component_bytes()));
+        assert_eq!(cache.load(&engine, bytes, &h).unwrap().1, Loaded::Compiled);
+        assert_eq!(cache.load(&engine, bytes, &h).unwrap().1, Loaded::Cached);
+    }
+
+    #[test]
+    fn a_corrupt_entry_is_recompiled_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let cache = ArtifactCache::new(dir.path(), &engine).unwrap();
+        let (bytes, h) = (component_bytes(), hash(component_bytes()));
+        cache.load(&engine, bytes, &h).unwrap();
+        let path = cache.path(&h);
+        let mut file = std::fs::read(&path).unwrap();
+        let middle = file.len() / 2;
+        file[middle] ^= 0xff;
+        std::fs::write(&path, &file).unwrap();
+        assert_eq!(
+            cache.load(&engine, bytes, &h).unwrap().1,
+            Loaded::Compiled,
+            "corrupt entry not trusted"
+        );
+        assert_eq!(
+            cache.load(&engine, bytes, &h).unwrap().1,
+            Loaded::Cached,
+            "entry rewritten"
+        );
+
+        // A truncated entry too.
+        std::fs::write(&path, &file[..40]).unwrap();
+        assert_eq!(cache.load(&engine, bytes, &h).unwrap().1, Loaded::Compiled);
+    }
+
+    #[test]
+    fn an_engine_with_other_settings_does_not_use_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = Engine::default();
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let with_epochs = Engine::new(&config).unwrap();
+        let (bytes, h) = (component_bytes(), hash(component_bytes()));
+        let a = ArtifactCache::new(dir.path(), &plain).unwrap();
+        let b = ArtifactCache::new(dir.path(), &with_epochs).unwrap();
+        assert_eq!(a.load(&plain, bytes, &h).unwrap().1, Loaded::Compiled);
+        assert_eq!(b.load(&with_epochs, bytes, &h).unwrap().1, Loaded::Compiled);
+        assert_eq!(b.load(&with_epochs, bytes, &h).unwrap().1, Loaded::Cached);
+    }
+}
