@@ -426,8 +426,7 @@ async fn a_restart_loads_twenty_plugins_from_the_cache() {
     // The second start's "plugins ready" line: every component from the cache.
     let ready = |log: &str| {
         log.lines()
-            .filter(|l| l.contains("plugins ready"))
-            .last()
+            .rfind(|l| l.contains("plugins ready"))
             .unwrap_or_default()
             .to_string()
     };
