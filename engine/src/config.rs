@@ -84,6 +84,7 @@ impl Config {
                 call_timeout: args.plugin_timeout,
                 memory_bytes: args.plugin_memory_mib << 20,
                 quarantine_after: args.plugin_quarantine_after.max(1),
+                output_bytes: args.plugin_output_kib.max(1) << 10,
                 ..Limits::default()
             },
             event_limits: EventLimits::default(),

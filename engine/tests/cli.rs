@@ -29,3 +29,66 @@ fn bad_flags_name_the_flag() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--max-attempts"));
 }
+
+/// A built-in plugin's component, as `build.rs` built it.
+fn builtin_component(name: &str) -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join(format!(
+        "wasm-plugins/wasm32-wasip2/plugin/hookline_plugin_{name}.wasm"
+    ))
+}
+
+#[test]
+fn plugin_check_shows_info_and_the_request() {
+    let out = hookline()
+        .args(["plugin", "check"])
+        .arg(builtin_component("slack"))
+        .args(["--config", r#"{"title": "New order {subject}"}"#])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("plugin:      slack"), "{stdout}");
+    assert!(
+        stdout.contains("world:       hookline:plugin@0.1.0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"blocks\""), "{stdout}");
+    assert!(
+        stdout.contains("New order ord_8812"),
+        "the sample event went through the config: {stdout}"
+    );
+}
+
+#[test]
+fn plugin_check_reports_a_refused_config_and_a_bad_file() {
+    let out = hookline()
+        .args(["plugin", "check"])
+        .arg(builtin_component("discord"))
+        .args(["--config", r#"{"username": "Clyde"}"#])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config refused") && stderr.contains("username"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let out = hookline()
+        .args(["plugin", "check"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("junk.wasm"));
+}

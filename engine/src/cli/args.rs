@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// Memory cap of one plugin instance, in MiB.
     #[arg(long, env = "HOOKLINE_PLUGIN_MEMORY_MIB", default_value_t = 64)]
     pub plugin_memory_mib: usize,
+    /// Total body bytes the requests of one transform may hold, in KiB.
+    #[arg(long, env = "HOOKLINE_PLUGIN_OUTPUT_KIB", default_value_t = 1024)]
+    pub plugin_output_kib: usize,
     /// Consecutive failed calls (traps, deadlines, memory) after which a plugin version is quarantined.
     #[arg(long, env = "HOOKLINE_PLUGIN_QUARANTINE_AFTER", default_value_t = 5)]
     pub plugin_quarantine_after: u32,

@@ -99,3 +99,58 @@ pub(super) fn check_output(requests: &[PluginRequest], limits: &Limits) -> Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: usize) -> PluginRequest {
+        PluginRequest {
+            body: vec![b'x'; body],
+            content_type: "application/json".into(),
+            headers: Vec::new(),
+            query: None,
+        }
+    }
+
+    #[test]
+    fn output_within_limits_passes() {
+        let limits = Limits::default();
+        let mut r = request(100);
+        r.headers.push(("x-custom".into(), "1".into()));
+        r.query = Some("wait=true".into());
+        assert_eq!(check_output(&[r], &limits), Ok(()));
+    }
+
+    #[test]
+    fn each_limit_is_named() {
+        let limits = Limits {
+            output_bytes: 1000,
+            max_requests: 2,
+            ..Limits::default()
+        };
+        let too_big = check_output(&[request(600), request(600)], &limits).unwrap_err();
+        assert!(
+            too_big.contains("1200 body bytes") && too_big.contains("limit is 1000"),
+            "{too_big}"
+        );
+        let too_many = check_output(&[request(1), request(1), request(1)], &limits).unwrap_err();
+        assert!(too_many.contains("3 requests"), "{too_many}");
+        for name in ["webhook-signature", "Host", "content-length", "User-Agent"] {
+            let mut r = request(1);
+            r.headers.push((name.into(), "x".into()));
+            let e = check_output(&[r], &limits).unwrap_err();
+            assert!(e.contains(&name.to_ascii_lowercase()), "{name}: {e}");
+        }
+        let mut r = request(1);
+        r.headers.push(("bad name".into(), "x".into()));
+        assert!(
+            check_output(&[r], &limits)
+                .unwrap_err()
+                .contains("invalid header")
+        );
+        let mut r = request(1);
+        r.query = Some("a b".into());
+        assert!(check_output(&[r], &limits).unwrap_err().contains("query"));
+    }
+}

@@ -207,3 +207,49 @@ async fn endpoints_can_be_read_changed_and_deleted() {
     assert_eq!(engine.get(&format!("/v1/apps/{app}")).await.0, 200);
     assert_eq!(engine.get("/v1/apps/app_nope").await.0, 404);
 }
+
+#[tokio::test]
+async fn deliveries_are_listed_newest_first_in_pages() {
+    let engine = Engine::start().await;
+    let receiver = Receiver::start().await;
+    let app = engine.create_app("pages").await;
+    engine
+        .create_endpoint(&app, json!({ "url": receiver.url }))
+        .await;
+    for i in 0..5 {
+        engine
+            .emit(
+                &app,
+                json!({ "id": format!("p{i}"), "source": "s", "type": "t" }),
+            )
+            .await;
+    }
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    for expected in [2, 2, 1] {
+        let (status, page) = engine
+            .get(&format!("/v1/deliveries?app_id={app}&limit=2{cursor}"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let data = page["data"].as_array().unwrap();
+        assert_eq!(data.len(), expected, "{page}");
+        ids.extend(data.iter().map(|d| d["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => assert_eq!(expected, 1, "only the last page has no cursor"),
+        }
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(ids, sorted, "newest first");
+    sorted.dedup();
+    assert_eq!(sorted.len(), 5, "every delivery exactly once across pages");
+
+    let (status, out) = engine.get("/v1/deliveries?limit=0").await;
+    assert_eq!(status, 422);
+    assert_eq!(out["error"]["field"], "limit");
+    let (status, out) = engine.get("/v1/deliveries?status=lost").await;
+    assert_eq!(status, 422);
+    assert_eq!(out["error"]["field"], "status");
+}
