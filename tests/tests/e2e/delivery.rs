@@ -233,8 +233,7 @@ async fn the_same_event_id_is_stored_once() {
         .wait_deliveries(&format!("app_id={app}&status=delivered"), 3)
         .await;
     assert_eq!(engine.deliveries(&format!("app_id={app}")).await.len(), 3);
-    let bodies: Vec<_> = (0..3).map(|_| ()).collect::<Vec<_>>();
-    for _ in bodies {
+    for _ in 0..3 {
         receiver.next(WAIT).await;
     }
     assert!(receiver.drain().is_empty());
