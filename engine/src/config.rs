@@ -54,12 +54,24 @@ impl Config {
             connect_timeout: args.connect_timeout,
             request_timeout: args.request_timeout,
         };
+        // A lease must outlast the slowest delivery: every request of it timing out.
+        let safe_lease = (args.request_timeout * 16 + args.connect_timeout)
+            .max(std::time::Duration::from_secs(60));
+        let lease = args.lease.unwrap_or(safe_lease);
+        ensure!(
+            lease >= std::time::Duration::from_secs(1),
+            "--lease must be at least 1s"
+        );
+        if lease < args.request_timeout + args.connect_timeout {
+            tracing::warn!(
+                ?lease,
+                "--lease is shorter than one request's timeouts: slow deliveries may be sent twice"
+            );
+        }
         let dispatcher = DispatcherOptions {
             max_in_flight: args.max_in_flight,
             claim_batch: args.max_in_flight.clamp(1, 128),
-            // A lease must outlast the slowest delivery: every request of it timing out.
-            lease: (args.request_timeout * 16 + args.connect_timeout)
-                .max(std::time::Duration::from_secs(60)),
+            lease,
             shutdown_grace: args.shutdown_grace,
             ..DispatcherOptions::default()
         };

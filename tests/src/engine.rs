@@ -136,6 +136,14 @@ impl Engine {
         std::fs::read_to_string(self.data_dir.join("engine.log")).unwrap_or_default()
     }
 
+    /// Kills the process outright (SIGKILL), as a crash would, and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Sends SIGTERM without waiting.
     pub fn terminate(&self) {
         if let Some(child) = &self.child {

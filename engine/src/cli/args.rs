@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// Largest `POST /v1/events` body, in KiB.
     #[arg(long, env = "HOOKLINE_MAX_BODY_KIB", default_value_t = 8192)]
     pub max_body_kib: usize,
+    /// How long a claimed delivery stays leased to this process; if it dies,
+    /// its deliveries are claimed again after this [default: 16 request timeouts + the connect timeout, at least 60s].
+    #[arg(long, env = "HOOKLINE_LEASE", value_parser = humantime::parse_duration)]
+    pub lease: Option<Duration>,
     /// How long shutdown waits for deliveries in flight.
     #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE", value_parser = humantime::parse_duration, default_value = "20s")]
     pub shutdown_grace: Duration,

@@ -85,3 +85,50 @@ async fn a_delivery_still_in_flight_at_the_deadline_is_sent_after_restart() {
         .await;
     assert_eq!(delivered[0]["id"], first.header("webhook-id"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_when_the_engine_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::holding().await;
+    let mut opts = options(dir.path(), "20s");
+    opts.args
+        .extend(["--lease", "2s", "--max-in-flight", "4"].map(String::from));
+    let mut engine = Engine::start_with(opts.clone()).await;
+    let app = engine.create_app("crash").await;
+    engine
+        .create_endpoint(&app, json!({ "url": receiver.url }))
+        .await;
+    const N: usize = 20;
+    let events: Vec<_> = (0..N)
+        .map(|i| json!({ "id": format!("k{i}"), "source": "s", "type": "t" }))
+        .collect();
+    engine.emit(&app, json!(events)).await;
+
+    // Four deliveries are in flight (held by the receiver), the rest queued: kill -9.
+    for _ in 0..4 {
+        receiver.next(WAIT).await;
+    }
+    engine.kill();
+    drop(engine);
+
+    // A new process on the same database delivers everything once the dead
+    // process's leases run out, including the four that were in flight.
+    receiver.release(1000);
+    let engine = Engine::start_with(opts).await;
+    let delivered = engine
+        .wait_deliveries(&format!("app_id={app}&status=delivered"), N)
+        .await;
+    assert_eq!(delivered.len(), N);
+    let mut got: Vec<String> = receiver
+        .drain()
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(
+        got.len(),
+        N,
+        "every event reached the receiver after the crash: {got:?}"
+    );
+}
