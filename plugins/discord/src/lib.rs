@@ -295,11 +295,7 @@ mod tests {
     use hookline_sdk::testing;
 
     fn request(event: &Event, config: &str) -> Request {
-        let config = Config::parse(config).unwrap();
-        Discord::validate_config(&config).unwrap();
-        let mut requests = Discord::transform(event, &config).unwrap();
-        assert_eq!(requests.len(), 1);
-        let request = requests.remove(0);
+        let request = testing::single_request::<Discord>(event, config);
         assert_limits(&request.body_json().unwrap());
         request
     }

@@ -138,11 +138,9 @@ mod tests {
     use hookline_sdk::{Response, Verdict};
 
     fn body(event: &Event, config: &str) -> Value {
-        let config = Config::parse(config).unwrap();
-        Markdown::validate_config(&config).unwrap();
-        let opts = options(&config).unwrap();
-        let requests = Markdown::transform(event, &config).unwrap();
-        assert_eq!(requests.len(), 1);
+        let requests = [testing::single_request::<Markdown>(event, config)];
+        let parsed = Config::parse(config).unwrap();
+        let opts = options(&parsed).unwrap();
         let body = requests[0].body_json().unwrap();
         let n = body[opts.field].as_str().unwrap().chars().count();
         assert!(n <= opts.max_chars, "{n} > {}", opts.max_chars);

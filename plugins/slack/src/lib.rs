@@ -387,12 +387,9 @@ mod tests {
     }
 
     fn body(event: &Event, config: &str) -> Value {
-        let config = Config::parse(config).unwrap();
-        Slack::validate_config(&config).unwrap();
-        let requests = Slack::transform(event, &config).unwrap();
-        assert_eq!(requests.len(), 1);
-        assert_eq!(requests[0].content_type, "application/json");
-        let body = requests[0].body_json().unwrap();
+        let request = testing::single_request::<Slack>(event, config);
+        assert_eq!(request.content_type, "application/json");
+        let body = request.body_json().unwrap();
         assert_limits(&body);
         body
     }

@@ -267,10 +267,7 @@ mod tests {
     use hookline_sdk::testing;
 
     fn body_of(event: &Event, config: &str) -> Value {
-        let config = Config::parse(config).unwrap();
-        Teams::validate_config(&config).unwrap();
-        let requests = Teams::transform(event, &config).unwrap();
-        assert_eq!(requests.len(), 1);
+        let requests = [testing::single_request::<Teams>(event, config)];
         assert!(
             requests[0].body.len() <= 28_000,
             "body is {} bytes",

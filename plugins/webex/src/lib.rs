@@ -101,10 +101,7 @@ mod tests {
     use hookline_sdk::testing;
 
     fn markdown(event: &Event, config: &str) -> String {
-        let config = Config::parse(config).unwrap();
-        Webex::validate_config(&config).unwrap();
-        let requests = Webex::transform(event, &config).unwrap();
-        assert_eq!(requests.len(), 1);
+        let requests = [testing::single_request::<Webex>(event, config)];
         let body = requests[0].body_json().unwrap();
         let Value::Object(map) = &body else {
             panic!("{body}")
