@@ -1,9 +1,9 @@
 //! Builds every plugin crate under `plugins/` for `wasm32-wasip2` and embeds
 //! the components in the engine, so a bare `hookline serve` has all built-in
-//! integrations (see `build/wasm_components.rs` for how they are built).
+//! integrations (see `hookline-build`, `engine/build-support/`, for how
+//! they are built).
 
-#[path = "build/wasm_components.rs"]
-mod wasm_components;
+use hookline_build::components;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -13,8 +13,8 @@ fn main() {
     let root = manifest_dir
         .parent()
         .expect("engine/ lives in the workspace root");
-    let names = wasm_components::crate_dirs(&root.join("plugins"));
-    let components = wasm_components::build(root, "wasm-plugins", "hookline-plugin-", &names);
+    let names = components::crate_dirs(&root.join("plugins"));
+    let components = components::build(root, "wasm-plugins", "hookline-plugin-", &names);
 
     let mut out =
         String::from("/// The built-in plugins: (crate directory name, component bytes).\n");

@@ -3,8 +3,7 @@
 //! to `guests.rs`: `pub const MISCHIEF: &str = "/…/hookline_guest_mischief.wasm";`
 //! and so on.
 
-#[path = "../engine/build/wasm_components.rs"]
-mod wasm_components;
+use hookline_build::components;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -12,8 +11,8 @@ use std::path::PathBuf;
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap();
-    let names = wasm_components::crate_dirs(&manifest_dir.join("guests"));
-    let components = wasm_components::build(root, "wasm-guests", "hookline-guest-", &names);
+    let names = components::crate_dirs(&manifest_dir.join("guests"));
+    let components = components::build(root, "wasm-guests", "hookline-guest-", &names);
 
     let mut out = String::new();
     for (name, file) in &components {

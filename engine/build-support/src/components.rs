@@ -1,6 +1,6 @@
 //! Building workspace crates as `wasm32-wasip2` components from a build
-//! script. Shared by `engine/build.rs` (the built-in plugins) and
-//! `tests/build.rs` (the test guests) through `#[path]`.
+//! script: `engine/build.rs` builds the built-in plugins, `tests/build.rs`
+//! the test guests.
 //!
 //! The components are built by a nested cargo with a target directory of
 //! their own under `target/`, so it never waits on the outer build's lock and
@@ -32,6 +32,9 @@ pub fn build(
     package_prefix: &str,
     names: &[String],
 ) -> Vec<(String, PathBuf)> {
+    // This crate's own build script checked the target at the start of the
+    // build; check again, cheaply, in case it was removed since.
+    crate::toolchain::ensure_wasm_target();
     println!("cargo:rerun-if-changed={}", root.join("sdk").display());
     println!(
         "cargo:rerun-if-changed={}",
@@ -65,9 +68,8 @@ pub fn build(
     let status = cmd
         .status()
         .expect("failed to run cargo for the wasm32-wasip2 components");
-    // If you are reading this: the guest build failed. Check that the target
-    // is installed (`rustup target add wasm32-wasip2`) and that
-    // `cargo build -p <package> --target wasm32-wasip2` works on its own.
+    // The target was checked by `toolchain::ensure_wasm_target`; if this
+    // fails, the guest crates themselves do not build: cargo printed why.
     assert!(
         status.success(),
         "building {package_prefix}* for wasm32-wasip2 failed ({status})"
