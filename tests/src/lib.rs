@@ -13,6 +13,7 @@
 //!   hogs memory, one of another world …), built from source by `build.rs`.
 
 mod engine;
+mod faults;
 mod receiver;
 mod signature;
 
@@ -22,6 +23,7 @@ pub mod guests {
 }
 
 pub use engine::{Engine, EngineOptions, hookline_bin};
+pub use faults::{Fault, FaultReceiver};
 pub use receiver::{Received, Receiver};
 pub use signature::verify_signature;
 
