@@ -8,6 +8,8 @@ mod endpoints;
 pub mod error;
 mod events;
 mod plugins;
+mod query;
+mod recovery;
 
 use std::sync::Arc;
 
@@ -45,6 +47,12 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1/events", events::routes(state.max_body_bytes))
         .nest("/v1/deliveries", deliveries::routes())
         .nest("/v1/plugins", plugins::routes())
+        .merge(recovery::routes())
+        // Unknown routes and methods answer in the documented error shape too.
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::NotFound(format!("no route {}", uri.path()))
+        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
 

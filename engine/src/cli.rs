@@ -17,7 +17,7 @@ pub fn main() -> ExitCode {
     let args = args::Args::parse();
     init_logging();
     let result = match args.command {
-        args::Command::Serve(serve) => serve::run(serve),
+        args::Command::Serve(serve) => serve::run(*serve),
         args::Command::Plugin(args::PluginCommand::Check(check)) => plugin::check(check),
         args::Command::Plugin(args::PluginCommand::New(new)) => scaffold::new_plugin(new),
         args::Command::Plugin(args::PluginCommand::Bench(bench)) => plugin_bench::run(bench),

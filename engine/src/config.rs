@@ -8,8 +8,9 @@ use anyhow::ensure;
 
 use crate::cli::args::ServeArgs;
 use crate::cloudevent::EventLimits;
+use crate::delivery::retention::Retention;
 use crate::delivery::sender::SenderOptions;
-use crate::delivery::{DispatcherOptions, RetryPolicy};
+use crate::delivery::{DispatcherOptions, HealthPolicy, RetryPolicy, RetrySchedule};
 use crate::plugins::Limits;
 use crate::store::StoreOptions;
 
@@ -21,6 +22,8 @@ pub struct Config {
     pub plugins_dir: PathBuf,
     pub store: StoreOptions,
     pub retry: RetryPolicy,
+    pub health: HealthPolicy,
+    pub retention: Retention,
     pub dispatcher: DispatcherOptions,
     pub sender: SenderOptions,
     pub plugin_limits: Limits,
@@ -30,7 +33,24 @@ pub struct Config {
 
 impl Config {
     pub fn from_args(args: ServeArgs) -> anyhow::Result<Config> {
-        ensure!(args.max_attempts >= 1, "--max-attempts must be at least 1");
+        let schedule = RetrySchedule::parse(&args.retry_schedule)
+            .map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?;
+        ensure!(
+            (1..=1000).contains(&args.endpoint_max_in_flight),
+            "--endpoint-max-in-flight must be 1 to 1000"
+        );
+        ensure!(
+            args.breaker_threshold >= 1,
+            "--breaker-threshold must be at least 1"
+        );
+        ensure!(
+            !args.breaker_cooldown.is_zero(),
+            "--breaker-cooldown must be more than 0"
+        );
+        ensure!(
+            !args.retention_interval.is_zero(),
+            "--retention-interval must be more than 0"
+        );
         ensure!(
             (1..=10_000).contains(&args.max_in_flight),
             "--max-in-flight must be 1 to 10000"
@@ -73,7 +93,18 @@ impl Config {
             claim_batch: args.max_in_flight.clamp(1, 128),
             lease,
             shutdown_grace: args.shutdown_grace,
+            endpoint_max_in_flight: args.endpoint_max_in_flight,
+            // Not a delivery that could outlive its lease: one request's
+            // timeouts, but never more than half the lease.
+            min_lease_left: (args.request_timeout + args.connect_timeout).min(lease / 2),
             ..DispatcherOptions::default()
+        };
+        let health = HealthPolicy {
+            threshold: args.breaker_threshold,
+            cooldown: args.breaker_cooldown,
+            max_cooldown: args.breaker_max_cooldown.max(args.breaker_cooldown),
+            probe_window: lease,
+            disable_after: args.disable_after,
         };
         Ok(Config {
             listen: args.listen,
@@ -85,10 +116,14 @@ impl Config {
                 readers: 4,
             },
             retry: RetryPolicy {
-                base: args.retry_base,
-                max_delay: args.retry_max_delay.max(args.retry_base),
-                max_attempts: args.max_attempts,
+                schedule,
                 ..RetryPolicy::default()
+            },
+            health,
+            retention: Retention {
+                delivered: args.retention,
+                failed: args.retention_failed.max(args.retention),
+                interval: args.retention_interval,
             },
             dispatcher,
             sender,

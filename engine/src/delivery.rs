@@ -7,9 +7,17 @@
 //! - [`sender`]: one signed HTTP request and the start of its answer.
 //! - [`signing`]: Standard Webhooks signatures.
 //! - [`retry_policy`] and [`verdict`]: what a failure means and when to retry.
+//! - [`lanes`]: per-endpoint concurrency, rate limits and pauses.
+//! - [`health`]: the circuit breaker, auto-disable and operational events.
+//! - [`recovery`]: requeueing an endpoint's dead letters in the background.
+//! - [`retention`]: pruning what is old enough.
 
 pub mod dispatcher;
 pub mod handoff;
+pub mod health;
+pub mod lanes;
+pub mod recovery;
+pub mod retention;
 pub mod retry_policy;
 pub mod sender;
 pub mod signing;
@@ -17,4 +25,5 @@ pub mod verdict;
 
 pub use dispatcher::{Dispatcher, DispatcherOptions};
 pub use handoff::{Handoff, HandoffReceiver};
-pub use retry_policy::RetryPolicy;
+pub use health::HealthPolicy;
+pub use retry_policy::{RetryPolicy, RetrySchedule};

@@ -11,9 +11,10 @@ use tokio::sync::watch;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::delivery::sender::Sender;
-use crate::delivery::{Dispatcher, Handoff};
+use crate::delivery::{Dispatcher, Handoff, health, recovery, retention};
 use crate::plugins::{self, PluginHost};
-use crate::store::{Store, deliveries};
+use crate::store::deliveries::HoldKind;
+use crate::store::{Store, apps, deliveries, endpoints};
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
@@ -34,6 +35,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || Store::open_sqlite(&path, &options)).await??
     };
     tracing::info!(database = %config.database.display(), "store ready");
+    // The app operational events are emitted into.
+    store
+        .write(|c| {
+            if apps::get(c, health::SYSTEM_APP).is_err() {
+                apps::insert(
+                    c,
+                    &apps::App {
+                        id: health::SYSTEM_APP.into(),
+                        name: "hookline (operational events)".into(),
+                        created_at: crate::id::now_ms(),
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .await?;
 
     let (handoff, fresh) = Handoff::new(
         crate::id::new_id("node").into(),
@@ -77,7 +94,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 let plugin = name.clone();
                 let now = crate::id::now_ms();
                 match store
-                    .write(move |c| deliveries::wake_waiting_for_plugin(c, &plugin, now))
+                    .write(move |c| {
+                        let ids = endpoints::using_plugin(c, &plugin)?;
+                        deliveries::resume_held(c, &ids, HoldKind::Plugin, now)
+                    })
                     .await
                 {
                     Ok(0) => {}
@@ -99,10 +119,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         host.clone(),
         Sender::new(&config.sender)?,
         config.retry.clone(),
+        config.health.clone(),
         config.dispatcher.clone(),
         (handoff.clone(), fresh),
     );
     let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx.clone()));
+    tokio::spawn(recovery::resume(store.clone(), handoff.clone()));
+    let pruner = tokio::spawn(retention::run(
+        store.clone(),
+        config.retention.clone(),
+        shutdown_rx.clone(),
+    ));
 
     let state = AppState {
         store: store.clone(),
@@ -132,6 +159,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::error!(error = %e, "HTTP server error during shutdown");
     }
     dispatcher.await?;
+    let _ = pruner.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -12,6 +12,7 @@ pub mod apps;
 pub mod deliveries;
 pub mod endpoints;
 pub mod events;
+pub mod operations;
 pub mod schema;
 mod writer;
 
@@ -37,6 +38,13 @@ pub enum StoreError {
     /// A database error.
     #[error("database error: {0}")]
     Db(#[from] diesel::result::Error),
+    /// The request conflicts with the row's state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The writer's queue is full: the engine cannot keep up (503 with
+    /// `Retry-After`; nothing was stored).
+    #[error("the store is busy: {0}")]
+    Busy(String),
     /// The commit of a group failed after this caller's work succeeded.
     #[error("commit failed: {0}")]
     Commit(String),
@@ -133,6 +141,16 @@ impl Store {
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
     {
         self.writer.run(f).await
+    }
+
+    /// Like [`Store::write`], but refuses at once with [`StoreError::Busy`]
+    /// when the writer's queue is full (ingest: answer 503, keep nothing).
+    pub async fn try_write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.try_run(f).await
     }
 
     /// Runs `f` on a read connection, off the async runtime.

@@ -23,11 +23,11 @@ fn version_and_help() {
 #[test]
 fn bad_flags_name_the_flag() {
     let out = hookline()
-        .args(["serve", "--max-attempts", "0"])
+        .args(["serve", "--retry-schedule", "5m,1s"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-attempts"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--retry-schedule"));
 }
 
 /// A built-in plugin's component, as `build.rs` built it.

@@ -40,11 +40,14 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            // Fast retries so failure paths finish within a test.
+            // Fast retries and breaker probes so failure paths finish
+            // within a test.
             args: [
-                "--retry-base",
+                "--retry-schedule",
+                "100ms,200ms,400ms,800ms,1s,1s,1s,1s,1s,1s,1s",
+                "--breaker-cooldown",
                 "100ms",
-                "--retry-max-delay",
+                "--breaker-max-cooldown",
                 "1s",
                 "--durability",
                 "normal",
@@ -54,6 +57,17 @@ impl Default for EngineOptions {
             plugin_files: Vec::new(),
             data_dir: None,
         }
+    }
+}
+
+impl EngineOptions {
+    /// Sets `--flag value`, replacing the value the defaults give it, if any.
+    pub fn set(&mut self, flag: &str, value: &str) -> &mut EngineOptions {
+        match self.args.iter().position(|a| a == flag) {
+            Some(i) if i + 1 < self.args.len() => self.args[i + 1] = value.to_string(),
+            _ => self.args.extend([flag.to_string(), value.to_string()]),
+        }
+        self
     }
 }
 

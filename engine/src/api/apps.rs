@@ -2,12 +2,13 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::query::Query;
 use super::{ApiError, AppState, Page, page, parse_json};
 use crate::id::{new_id, now_ms, rfc3339};
 use crate::store::apps::{self, App};

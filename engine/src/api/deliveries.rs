@@ -1,15 +1,16 @@
 //! `/v1/deliveries`: what was sent where, and every attempt.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::query::Query;
 use super::{ApiError, AppState, Page, page};
 use crate::id::rfc3339;
 use crate::store::deliveries::{
-    self, Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus,
+    self, Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, HoldKind,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -32,7 +33,7 @@ struct ListQuery {
 }
 
 #[derive(Serialize)]
-struct DeliveryOut {
+pub(super) struct DeliveryOut {
     id: String,
     app_id: String,
     event_id: String,
@@ -42,6 +43,9 @@ struct DeliveryOut {
     attempts: i32,
     next_attempt_at: Option<String>,
     last_error: Option<String>,
+    /// What a held delivery waits for: `endpoint` (enable it) or `plugin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held_for: Option<&'static str>,
     created_at: String,
     updated_at: String,
     finished_at: Option<String>,
@@ -61,6 +65,7 @@ impl From<Delivery> for DeliveryOut {
             next_attempt_at: (status == Some(DeliveryStatus::Pending))
                 .then(|| rfc3339(d.next_attempt_at)),
             last_error: d.last_error,
+            held_for: HoldKind::from_i16(d.hold_kind).name(),
             created_at: rfc3339(d.created_at),
             updated_at: rfc3339(d.updated_at),
             finished_at: d.finished_at.map(rfc3339),
@@ -110,7 +115,7 @@ async fn fetch(
     Ok(Json(
         state
             .store
-            .read(move |c| deliveries::get(c, &id))
+            .read(move |c| deliveries::get(c, None, &id))
             .await?
             .into(),
     ))
@@ -152,7 +157,7 @@ async fn attempts(
     let rows = state
         .store
         .read(move |c| {
-            deliveries::get(c, &id)?;
+            deliveries::get(c, None, &id)?;
             deliveries::attempts_of(c, &id)
         })
         .await?;

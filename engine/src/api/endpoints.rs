@@ -2,14 +2,18 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::query::Query;
 use super::{ApiError, AppState, Page, page, parse_json};
+use crate::delivery::RetrySchedule;
+use crate::delivery::health::{self, BreakerState};
+use crate::delivery::lanes::RateLimit;
 use crate::delivery::signing::SigningKey;
 use crate::filter::TypeFilter;
 use crate::id::{new_id, now_ms, rfc3339};
@@ -44,6 +48,8 @@ struct CreateEndpoint {
     filter_types: Vec<String>,
     secret: Option<String>,
     enabled: Option<bool>,
+    #[serde(flatten)]
+    policy: PolicyInput,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +62,113 @@ struct UpdateEndpoint {
     filter_types: Option<Vec<String>>,
     secret: Option<String>,
     enabled: Option<bool>,
+    #[serde(flatten)]
+    policy: PolicyInput,
+}
+
+/// Delivery policy an endpoint may set. Each field: absent leaves it as it
+/// is, `null` returns to the engine's default, a value sets it.
+#[derive(Deserialize, Default)]
+struct PolicyInput {
+    /// Delays between attempts: durations such as `"5s"` or milliseconds.
+    #[serde(default, deserialize_with = "some")]
+    retry_schedule: Option<Option<Vec<Value>>>,
+    #[serde(default, deserialize_with = "some")]
+    max_in_flight: Option<Option<i64>>,
+    /// `{"per_second": 1.0, "burst": 3}`; `per_second: 0` is unlimited.
+    #[serde(default, deserialize_with = "some")]
+    rate_limit: Option<Option<Value>>,
+    ordered: Option<bool>,
+}
+
+/// Tells an explicit `null` (Some(None)) from an absent field (None).
+fn some<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The checked policy changes, as stored.
+struct PolicyChanges {
+    retry_schedule: Option<Option<String>>,
+    max_in_flight: Option<Option<i32>>,
+    rate_limit: Option<Option<String>>,
+    ordered: Option<bool>,
+}
+
+fn check_policy(input: PolicyInput) -> Result<PolicyChanges, ApiError> {
+    let retry_schedule = match input.retry_schedule {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(steps)) => {
+            let mut delays = Vec::with_capacity(steps.len());
+            for (i, step) in steps.iter().enumerate() {
+                let delay = match step {
+                    Value::String(s) => humantime::parse_duration(s).map_err(|e| {
+                        ApiError::invalid(format!("retry_schedule[{i}]"), format!("{s:?}: {e}"))
+                    })?,
+                    Value::Number(n) => match n.as_u64() {
+                        Some(ms) => std::time::Duration::from_millis(ms),
+                        None => {
+                            return Err(ApiError::invalid(
+                                format!("retry_schedule[{i}]"),
+                                "must be a duration (\"5m\") or whole milliseconds",
+                            ));
+                        }
+                    },
+                    _ => {
+                        return Err(ApiError::invalid(
+                            format!("retry_schedule[{i}]"),
+                            "must be a duration (\"5m\") or whole milliseconds",
+                        ));
+                    }
+                };
+                delays.push(delay);
+            }
+            let schedule = RetrySchedule::new(delays).map_err(|m| {
+                match m.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
+                    Some((i, rest)) => ApiError::invalid(
+                        format!("retry_schedule[{i}]"),
+                        rest.trim_start_matches(':').trim(),
+                    ),
+                    None => ApiError::invalid("retry_schedule", m),
+                }
+            })?;
+            Some(Some(schedule.to_json()))
+        }
+    };
+    let max_in_flight = match input.max_in_flight {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(n)) if (1..=1000).contains(&n) => Some(Some(n as i32)),
+        Some(Some(n)) => {
+            return Err(ApiError::invalid(
+                "max_in_flight",
+                format!("must be 1 to 1000, got {n}"),
+            ));
+        }
+    };
+    let rate_limit = match input.rate_limit {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(value)) => {
+            let rate: RateLimit = serde_json::from_value(value).map_err(|e| {
+                ApiError::invalid(
+                    "rate_limit",
+                    format!("must be {{\"per_second\": number, \"burst\": integer}}: {e}"),
+                )
+            })?;
+            rate.check()
+                .map_err(|(field, m)| ApiError::invalid(format!("rate_limit.{field}"), m))?;
+            Some(Some(serde_json::to_string(&rate).unwrap_or_default()))
+        }
+    };
+    Ok(PolicyChanges {
+        retry_schedule,
+        max_in_flight,
+        rate_limit,
+        ordered: input.ordered,
+    })
 }
 
 /// An endpoint as the API shows it; the secret only on creation and from `/secret`.
@@ -70,10 +183,32 @@ struct EndpointOut {
     filter_types: Vec<String>,
     enabled: bool,
     disabled_reason: Option<String>,
+    /// The endpoint's own schedule in ms, or `null` for the engine's default.
+    retry_schedule: Option<Value>,
+    max_in_flight: Option<i32>,
+    /// The endpoint's own rate limit, or `null` for its plugin's platform default.
+    rate_limit: Option<Value>,
+    ordered: bool,
+    health: HealthOut,
     created_at: String,
     updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
+}
+
+/// The circuit breaker and the current failure streak.
+#[derive(Serialize)]
+struct HealthOut {
+    /// `closed`, `open` or `half_open`.
+    breaker: &'static str,
+    /// When an open breaker lets its next probe through.
+    breaker_retry_at: Option<String>,
+    breaker_opened_at: Option<String>,
+    consecutive_failures: i32,
+    failing_since: Option<String>,
+    last_success_at: Option<String>,
+    last_failure_at: Option<String>,
+    last_error: Option<String>,
 }
 
 impl From<Endpoint> for EndpointOut {
@@ -88,6 +223,32 @@ impl From<Endpoint> for EndpointOut {
             filter_types: serde_json::from_str(&e.filter_types).unwrap_or_default(),
             enabled: e.enabled,
             disabled_reason: e.disabled_reason,
+            retry_schedule: e
+                .retry_schedule
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
+            max_in_flight: e.max_in_flight,
+            rate_limit: e
+                .rate_limit
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
+            ordered: e.ordered,
+            health: HealthOut {
+                breaker: BreakerState::from_i16(e.breaker_state).name(),
+                breaker_retry_at: (e.breaker_state != 0)
+                    .then_some(e.breaker_retry_at)
+                    .flatten()
+                    .map(rfc3339),
+                breaker_opened_at: (e.breaker_state != 0)
+                    .then_some(e.breaker_opened_at)
+                    .flatten()
+                    .map(rfc3339),
+                consecutive_failures: e.consecutive_failures,
+                failing_since: e.failing_since.map(rfc3339),
+                last_success_at: e.last_success_at.map(rfc3339),
+                last_failure_at: e.last_failure_at.map(rfc3339),
+                last_error: e.last_error,
+            },
             created_at: rfc3339(e.created_at),
             updated_at: rfc3339(e.updated_at),
             secret: None,
@@ -207,25 +368,28 @@ async fn create(
         }
         None => SigningKey::generate(),
     };
+    let policy = check_policy(input.policy)?;
     let plugin = input.plugin.unwrap_or_else(|| DEFAULT_PLUGIN.into());
     let plugin_config = check_plugin(&state, &plugin, input.plugin_config).await?;
     let now = now_ms();
     let enabled = input.enabled.unwrap_or(true);
-    let endpoint = Endpoint {
-        id: new_id("ep"),
+    let mut endpoint = Endpoint::new(
+        new_id("ep"),
         app_id,
-        url: input.url,
-        description: input.description,
+        input.url,
+        input.description,
         plugin,
         plugin_config,
         filter_types,
-        secret: secret.clone(),
-        enabled,
-        disabled_reason: (!enabled).then(|| "disabled by operator".to_string()),
-        created_at: now,
-        updated_at: now,
-        deleted_at: None,
-    };
+        secret.clone(),
+        now,
+    );
+    endpoint.enabled = enabled;
+    endpoint.disabled_reason = (!enabled).then(|| "disabled by operator".to_string());
+    endpoint.retry_schedule = policy.retry_schedule.flatten();
+    endpoint.max_in_flight = policy.max_in_flight.flatten();
+    endpoint.rate_limit = policy.rate_limit.flatten();
+    endpoint.ordered = policy.ordered.unwrap_or(false);
     let row = endpoint.clone();
     state
         .store
@@ -321,10 +485,33 @@ async fn update(
         changes.enabled = Some(enabled);
         changes.disabled_reason = Some((!enabled).then(|| "disabled by operator".to_string()));
     }
-    let updated = state
+    let policy = check_policy(input.policy)?;
+    changes.retry_schedule = policy.retry_schedule;
+    changes.max_in_flight = policy.max_in_flight;
+    changes.rate_limit = policy.rate_limit;
+    changes.ordered = policy.ordered;
+    let (updated, toggled) = state
         .store
-        .write(move |c| endpoints::update(c, &app_id, &endpoint_id, &changes))
+        .write(move |c| {
+            let now = now_ms();
+            let (updated, toggled) = endpoints::update(c, &app_id, &endpoint_id, &changes, now)?;
+            if toggled.disabled {
+                health::emit(
+                    c,
+                    health::DISABLED,
+                    &updated,
+                    &updated.health(),
+                    Some("disabled by operator"),
+                    now,
+                )?;
+            }
+            Ok((updated, toggled))
+        })
         .await?;
+    if toggled.enabled || toggled.disabled {
+        // Held deliveries resumed, or an operational event to send.
+        state.handoff.wake.notify_one();
+    }
     Ok(Json(updated.into()))
 }
 

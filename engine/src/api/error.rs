@@ -15,6 +15,9 @@ pub enum ApiError {
     /// The body is not JSON of the expected shape (400).
     #[error("{0}")]
     BadRequest(String),
+    /// A query parameter could not be parsed (400); names the parameter.
+    #[error("{0}")]
+    BadQuery(FieldError),
     /// A field broke a rule (422), or names something that does not exist.
     #[error("{0}")]
     Invalid(FieldError),
@@ -30,6 +33,12 @@ pub enum ApiError {
     /// The store is overloaded or shutting down (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The request conflicts with the object's state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The route exists but not with this method (405).
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
 }
 
 impl ApiError {
@@ -46,6 +55,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { .. } => ApiError::NotFound(e.to_string()),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Busy(m) => ApiError::Unavailable(format!(
+                "the engine cannot keep up ({m}); nothing was stored, try again shortly"
+            )),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -65,6 +78,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, field) = match &self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
+            ApiError::BadQuery(e) => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                Some(e.field.clone()),
+            ),
             ApiError::Invalid(e) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid",
@@ -74,6 +92,10 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
+            ApiError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None)
+            }
         };
         let message = match &self {
             ApiError::Internal(detail) => {
@@ -86,6 +108,14 @@ impl IntoResponse for ApiError {
         if let Some(field) = field {
             error["field"] = field.into();
         }
-        (status, Json(json!({ "error": error }))).into_response()
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Overload and shutdown pass quickly; say when to come back.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }

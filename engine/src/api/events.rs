@@ -3,13 +3,14 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::query::Query;
 use super::{ApiError, AppState, read_body};
 use crate::cloudevent;
 use crate::id::{now_ms, rfc3339};
@@ -40,22 +41,42 @@ async fn ingest(
     let body = read_body(body)?;
     let batch = cloudevent::parse_body(&body, &state.event_limits)?;
     let lookup = app_id.clone();
-    let lease = state.handoff.lease();
-    let ingested = state
-        .store
-        .write(move |c| events::ingest(c, &app_id, batch, now_ms(), Some(&lease)))
+    // Store and hand over in a task of its own: if the client goes away after
+    // the commit, the handoff still happens (dropping this handler's future
+    // must not leave committed deliveries waiting for their leases to run out).
+    let (store, handoff) = (state.store.clone(), state.handoff.clone());
+    let stored = tokio::spawn(async move {
+        let reservation = handoff.reserve(batch.len().saturating_mul(4).min(256));
+        let lease = reservation.lease.clone();
+        // `try_write`: when the writer's queue is full, refuse (503) rather
+        // than queue without bound.
+        let result = store
+            .try_write(move |c| events::ingest(c, &app_id, batch, now_ms(), Some(&lease)))
+            .await;
+        match result {
+            Ok(ingested) => {
+                // Committed: now the dispatcher may send them.
+                handoff.deliver(reservation, ingested.leased, ingested.unleased);
+                Ok(ingested.accepted)
+            }
+            Err(e) => {
+                handoff.cancel(reservation);
+                Err(e)
+            }
+        }
+    });
+    let accepted = stored
         .await
+        .map_err(|e| ApiError::Internal(format!("ingest task failed: {e}")))?
         .map_err(|e| match e {
             StoreError::NotFound { kind: "app", .. } => {
                 ApiError::invalid("app_id", format!("no app with id {lookup:?}"))
             }
             other => other.into(),
         })?;
-    // Committed: now the dispatcher may send them.
-    state.handoff.deliver(ingested.leased, ingested.unleased);
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "data": ingested.accepted })),
+        Json(serde_json::json!({ "data": accepted })),
     ))
 }
 

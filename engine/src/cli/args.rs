@@ -26,7 +26,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the engine: HTTP API, dispatcher and plugin host.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Work with plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -51,18 +51,42 @@ pub struct ServeArgs {
     /// Commit durability: `full` survives power loss, `normal` survives a process crash.
     #[arg(long, env = "HOOKLINE_DURABILITY", value_enum, default_value = "full")]
     pub durability: Durability,
-    /// Delay before the first retry; later ones double it.
-    #[arg(long, env = "HOOKLINE_RETRY_BASE", value_parser = humantime::parse_duration, default_value = "5s")]
-    pub retry_base: Duration,
-    /// Longest delay between two attempts.
-    #[arg(long, env = "HOOKLINE_RETRY_MAX_DELAY", value_parser = humantime::parse_duration, default_value = "1h")]
-    pub retry_max_delay: Duration,
-    /// Attempts in all before a delivery fails.
-    #[arg(long, env = "HOOKLINE_MAX_ATTEMPTS", default_value_t = 12)]
-    pub max_attempts: u32,
-    /// Deliveries in flight at once.
+    /// Default retry schedule: the delays between attempts, comma-separated
+    /// (an empty list means one attempt). Endpoints may set their own.
+    #[arg(
+        long,
+        env = "HOOKLINE_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,14h,20h,24h"
+    )]
+    pub retry_schedule: String,
+    /// Deliveries in flight at once, all endpoints together.
     #[arg(long, env = "HOOKLINE_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: usize,
+    /// Requests in flight to one endpoint, unless the endpoint sets its own.
+    #[arg(long, env = "HOOKLINE_ENDPOINT_MAX_IN_FLIGHT", default_value_t = 8)]
+    pub endpoint_max_in_flight: usize,
+    /// Consecutive failures after which an endpoint's circuit breaker opens
+    /// (and `hookline.endpoint.failing` is emitted).
+    #[arg(long, env = "HOOKLINE_BREAKER_THRESHOLD", default_value_t = 5)]
+    pub breaker_threshold: u32,
+    /// How long an open breaker waits before its first probe; each failed probe doubles it.
+    #[arg(long, env = "HOOKLINE_BREAKER_COOLDOWN", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub breaker_cooldown: Duration,
+    /// The longest wait between two probes.
+    #[arg(long, env = "HOOKLINE_BREAKER_MAX_COOLDOWN", value_parser = humantime::parse_duration, default_value = "30m")]
+    pub breaker_max_cooldown: Duration,
+    /// An endpoint failing without a single success for this long is disabled.
+    #[arg(long, env = "HOOKLINE_DISABLE_AFTER", value_parser = humantime::parse_duration, default_value = "5days")]
+    pub disable_after: Duration,
+    /// How long delivered deliveries (and events left without deliveries) are kept.
+    #[arg(long, env = "HOOKLINE_RETENTION", value_parser = humantime::parse_duration, default_value = "30days")]
+    pub retention: Duration,
+    /// How long failed deliveries (dead letters) are kept.
+    #[arg(long, env = "HOOKLINE_RETENTION_FAILED", value_parser = humantime::parse_duration, default_value = "90days")]
+    pub retention_failed: Duration,
+    /// How often retention looks for what to prune.
+    #[arg(long, env = "HOOKLINE_RETENTION_INTERVAL", value_parser = humantime::parse_duration, default_value = "1h")]
+    pub retention_interval: Duration,
     /// Timeout to connect to an endpoint.
     #[arg(long, env = "HOOKLINE_CONNECT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
     pub connect_timeout: Duration,

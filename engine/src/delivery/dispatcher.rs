@@ -1,20 +1,33 @@
-//! The dispatcher: claims due deliveries, sends them, and records outcomes.
+//! The dispatcher: claims due deliveries, sends them through their
+//! endpoints' lanes, and records outcomes.
 //!
-//! Fresh events wake it through an in-process [`Notify`], so an idle engine
-//! sends within milliseconds; retries fall due on a timer read from the store.
-//! Work is claimed in batches under a lease (a crashed process's deliveries
-//! are claimed again when the lease runs out), at most `max_in_flight` run at
-//! once, and completions are written in groups by one task.
+//! Fresh events reach it through the [`Handoff`]; retries fall due on a timer
+//! read from the store. Work is claimed in batches under a lease with a claim
+//! token of its own (a crashed process's deliveries are claimed again when
+//! the lease runs out, and only the current claim may complete a delivery).
+//! Each delivery goes through its endpoint's lane ([`Lanes`]: in-flight cap,
+//! rate limit, pauses), and at most `max_in_flight` run at once. Claims skip
+//! endpoints whose lanes are full and, in the claim's own transaction, apply
+//! the endpoints' circuit breakers ([`health::gate`]). Completions are
+//! written in groups by one task, together with their effect on endpoint
+//! health ([`health::record`]).
+//!
+//! One loop owns the lanes and every counter, so nothing here takes a lock.
+//! Channels are bounded: tasks never outnumber `max_in_flight`, and the
+//! completion writer pushes back on the loop when the store is slow.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::handoff::{Handoff, HandoffReceiver};
-use super::retry_policy::RetryPolicy;
+use super::health::{self, HealthPolicy};
+use super::lanes::{LaneLimits, Lanes, Offer, RateLimit};
+use super::retry_policy::{RetryPolicy, RetrySchedule};
 use super::sender::{Outgoing, SendResult, Sender};
 use super::signing::{SigningKey, signature_header};
 use super::verdict;
@@ -24,13 +37,15 @@ use crate::plugins::{
 };
 use crate::store::Store;
 use crate::store::deliveries::{
-    self, Attempt, AttemptOutcome, Claimed, Completion, DeliveryStatus, WAITING_FOR_PLUGIN,
+    self, Attempt, AttemptOutcome, ClaimRequest, Claimed, Completion, DeliveryStatus,
+    EndpointSignal, HoldKind,
 };
+use crate::store::endpoints::Endpoint;
 
 /// Tuning of the dispatcher.
 #[derive(Debug, Clone)]
 pub struct DispatcherOptions {
-    /// Deliveries in flight at once.
+    /// Deliveries in flight at once, all endpoints together.
     pub max_in_flight: usize,
     /// Deliveries claimed per store round trip.
     pub claim_batch: usize,
@@ -38,10 +53,15 @@ pub struct DispatcherOptions {
     pub lease: Duration,
     /// Longest sleep without looking at the store (other processes' work, clock drift).
     pub poll_interval: Duration,
-    /// How long a delivery waits when its plugin is not loaded.
-    pub missing_plugin_wait: Duration,
     /// How long shutdown waits for deliveries in flight.
     pub shutdown_grace: Duration,
+    /// Requests in flight to one endpoint, unless the endpoint says otherwise.
+    pub endpoint_max_in_flight: usize,
+    /// Deliveries one endpoint's lane may keep waiting in memory.
+    pub lane_queue: usize,
+    /// A delivery whose lease has less than this left is given back instead
+    /// of started: it could run past its lease and be sent twice.
+    pub min_lease_left: Duration,
 }
 
 impl Default for DispatcherOptions {
@@ -51,8 +71,10 @@ impl Default for DispatcherOptions {
             claim_batch: 128,
             lease: Duration::from_secs(120),
             poll_interval: Duration::from_secs(1),
-            missing_plugin_wait: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(20),
+            endpoint_max_in_flight: 8,
+            lane_queue: 16,
+            min_lease_left: Duration::from_secs(20),
         }
     }
 }
@@ -63,15 +85,32 @@ struct Context {
     host: Arc<PluginHost>,
     sender: Sender,
     policy: RetryPolicy,
+    health: HealthPolicy,
     options: DispatcherOptions,
-    done: mpsc::UnboundedSender<Completion>,
 }
 
 pub struct Dispatcher {
     ctx: Arc<Context>,
     handoff: Arc<Handoff>,
     fresh: HandoffReceiver,
-    completions: mpsc::UnboundedReceiver<Completion>,
+}
+
+/// A finished delivery task's report to the loop.
+struct TaskDone {
+    completion: Completion,
+    /// Leave this endpoint alone for a while (429, rate-limit headers).
+    pause: Option<Duration>,
+}
+
+/// What the completion writer tells the loop after a commit.
+#[derive(Debug, Default)]
+struct Written {
+    /// Endpoints whose breaker opened, until when (ms).
+    blocked: Vec<(String, i64)>,
+    /// Claim now: deliveries became due.
+    wake: bool,
+    /// The earliest retry among the written completions (ms).
+    next_due: Option<i64>,
 }
 
 impl Dispatcher {
@@ -80,10 +119,10 @@ impl Dispatcher {
         host: Arc<PluginHost>,
         sender: Sender,
         policy: RetryPolicy,
+        health: HealthPolicy,
         options: DispatcherOptions,
         handoff: (Arc<Handoff>, HandoffReceiver),
     ) -> Dispatcher {
-        let (done, completions) = mpsc::unbounded_channel();
         let (handoff, fresh) = handoff;
         Dispatcher {
             ctx: Arc::new(Context {
@@ -91,98 +130,128 @@ impl Dispatcher {
                 host,
                 sender,
                 policy,
+                health,
                 options,
-                done,
             }),
             handoff,
             fresh,
-            completions,
         }
     }
 
     /// Runs until `shutdown` turns true, then stops claiming, lets deliveries
-    /// in flight finish (up to the grace period), writes their outcomes and
-    /// gives back the leases of any that did not finish.
+    /// in flight finish up to the grace period, aborts the rest, writes the
+    /// outcomes and gives back every lease this process holds.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let Dispatcher {
             ctx,
             handoff,
             mut fresh,
-            completions,
         } = self;
         let owner = handoff.owner().clone();
+        let max = ctx.options.max_in_flight;
+        let (done_tx, mut done_rx) = mpsc::channel::<TaskDone>(max + 1);
+        let (complete_tx, complete_rx) = mpsc::channel::<Completion>(4 * max + 1024);
+        let (written_tx, mut written_rx) = mpsc::channel::<Written>(256);
         let completer = tokio::spawn(write_completions(
             ctx.store.clone(),
-            owner.clone(),
-            completions,
+            ctx.health.clone(),
+            complete_rx,
+            written_tx,
         ));
-        let slots = Arc::new(Semaphore::new(ctx.options.max_in_flight));
-        let mut in_flight = JoinSet::new();
-        let spawn = |in_flight: &mut JoinSet<()>, job: Claimed, permit: OwnedSemaphorePermit| {
-            let ctx = ctx.clone();
-            in_flight.spawn(async move {
-                let completion = deliver(&ctx, job).await;
-                let _ = ctx.done.send(completion);
-                drop(permit);
-            });
+        let mut loop_ = Loop {
+            ctx: ctx.clone(),
+            handoff: handoff.clone(),
+            lanes: Lanes::new(ctx.options.lane_queue),
+            tasks: JoinSet::new(),
+            done_tx,
+            give_back: Vec::new(),
         };
         tracing::info!(%owner, "dispatcher started");
 
         // Claim at once on start: work left by an earlier run may be waiting.
-        let mut next_claim = tokio::time::Instant::now();
-        'outer: while !*shutdown.borrow() {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                Some(job) = fresh.rx.recv() => {
-                    handoff.taken();
-                    let permit = tokio::select! {
-                        p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-                        _ = shutdown.changed() => break,
-                    };
-                    // Reap finished tasks so the set holds only what is in flight.
-                    while in_flight.try_join_next().is_some() {}
-                    spawn(&mut in_flight, job, permit);
-                    continue;
-                }
-                _ = handoff.wake.notified() => {}
-                _ = tokio::time::sleep_until(next_claim) => {}
+        let mut claim_due = true;
+        let mut next_claim = Instant::now();
+        let mut last_gc = Instant::now();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            // Start whatever the lanes allow now.
+            let room = max.saturating_sub(loop_.tasks.len());
+            let (ready, next_lane) = loop_.lanes.ready(Instant::now(), room);
+            for job in ready {
+                loop_.start(job);
+            }
+            loop_.flush_give_backs();
+            if last_gc.elapsed() > Duration::from_secs(60) {
+                loop_.lanes.forget_idle();
+                last_gc = Instant::now();
             }
 
-            // Claim while there is room and work.
-            loop {
-                let room = slots.available_permits().min(ctx.options.claim_batch);
-                if room == 0 {
-                    // Wait for a slot, then claim again.
-                    tokio::select! {
-                        permit = slots.clone().acquire_owned() => drop(permit),
-                        _ = shutdown.changed() => break 'outer,
+            let in_memory = loop_.tasks.len() + loop_.lanes.waiting();
+            let wake_at = next_lane.map_or(next_claim, |l| l.min(next_claim));
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(done) = done_rx.recv() => {
+                    loop_.finished(done, &complete_tx).await;
+                    continue;
+                }
+                Some(written) = written_rx.recv() => {
+                    for (endpoint, until) in written.blocked {
+                        let wait = Duration::from_millis((until - now_ms()).max(0) as u64);
+                        for job in loop_.lanes.block(&endpoint, Instant::now() + wait, until) {
+                            loop_.give_back.push((job.id, job.token, until));
+                        }
+                    }
+                    if written.wake {
+                        claim_due = true;
+                        next_claim = Instant::now();
+                    }
+                    if let Some(due) = written.next_due {
+                        let at = Instant::now() + Duration::from_millis((due - now_ms()).max(0) as u64);
+                        next_claim = next_claim.min(at);
                     }
                     continue;
                 }
-                let now = now_ms();
-                let lease_until = now + ctx.options.lease.as_millis() as i64;
-                let claim_owner = owner.clone();
-                let claimed = ctx
-                    .store
-                    .write(move |c| {
-                        deliveries::claim(c, &claim_owner, now, lease_until, room as i64)
-                    })
-                    .await;
-                let claimed = match claimed {
-                    Ok(c) => c,
+                Some(job) = fresh.rx.recv(), if in_memory < max + ctx.options.lane_queue => {
+                    handoff.taken();
+                    loop_.offer(job);
+                    continue;
+                }
+                _ = handoff.wake.notified() => {
+                    claim_due = true;
+                    next_claim = Instant::now();
+                }
+                _ = tokio::time::sleep_until(wake_at) => {
+                    if Instant::now() >= next_claim {
+                        claim_due = true;
+                    }
+                }
+            }
+
+            if !claim_due {
+                continue;
+            }
+            // Claim while there is room and work. With little room, wait for
+            // more to free up rather than claim a handful at a time.
+            loop {
+                let busy = loop_.tasks.len() + loop_.lanes.waiting();
+                let room = max.saturating_sub(busy).min(ctx.options.claim_batch);
+                if room == 0 || (room < ctx.options.claim_batch / 4 && busy > 0) {
+                    break;
+                }
+                match loop_.claim(room).await {
+                    Ok(n) => {
+                        if n < room {
+                            claim_due = false;
+                            break;
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "claiming deliveries failed");
+                        claim_due = false;
                         break;
                     }
-                };
-                let full = claimed.len() == room;
-                while in_flight.try_join_next().is_some() {}
-                for job in claimed {
-                    let permit = slots.clone().try_acquire_owned().expect("room was counted");
-                    spawn(&mut in_flight, job, permit);
-                }
-                if !full {
-                    break;
                 }
             }
 
@@ -195,24 +264,37 @@ impl Dispatcher {
                 // Due now but not claimable (leased, maybe to us): don't spin.
                 sleep = sleep.min(until.max(Duration::from_millis(20)));
             }
-            next_claim = tokio::time::Instant::now() + sleep;
+            next_claim = Instant::now() + sleep;
         }
 
         tracing::info!("dispatcher stopping: waiting for deliveries in flight");
-        let all = ctx.options.max_in_flight as u32;
-        let drained = tokio::time::timeout(ctx.options.shutdown_grace, slots.acquire_many(all))
-            .await
-            .is_ok();
-        if !drained {
-            tracing::warn!(
-                "deliveries still in flight after the grace period; their leases are given back"
-            );
+        let deadline = Instant::now() + ctx.options.shutdown_grace;
+        while !loop_.tasks.is_empty() {
+            tokio::select! {
+                Some(done) = done_rx.recv() => loop_.finished(done, &complete_tx).await,
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
         }
-        drop(ctx); // closes the completion channel once every task is done or dropped
+        if !loop_.tasks.is_empty() {
+            tracing::warn!(
+                deliveries = loop_.tasks.len(),
+                "deliveries still in flight after the grace period were aborted; their leases are given back"
+            );
+            loop_.tasks.abort_all();
+            while loop_.tasks.join_next().await.is_some() {}
+        }
+        // Reports of tasks that finished just before the abort.
+        while let Ok(done) = done_rx.try_recv() {
+            loop_.finished(done, &complete_tx).await;
+        }
+        drop(loop_);
+        drop(complete_tx); // the writer ends once it has written what it has
         let store = match completer.await {
             Ok(store) => store,
             Err(_) => return,
         };
+        // Everything this process still holds (aborted, waiting in lanes,
+        // queued in the handoff) goes back, so the next start sends it at once.
         let release_owner = owner.clone();
         match store
             .write(move |c| deliveries::release(c, &release_owner))
@@ -222,27 +304,182 @@ impl Dispatcher {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "failed to give back leases"),
         }
+        drop(fresh);
     }
 }
 
-/// Writes completions in groups: whatever arrived while the last group was committing.
+/// The loop's state.
+struct Loop {
+    ctx: Arc<Context>,
+    handoff: Arc<Handoff>,
+    lanes: Lanes,
+    tasks: JoinSet<()>,
+    done_tx: mpsc::Sender<TaskDone>,
+    /// Deliveries to give back to the store: (id, claim token, due at).
+    give_back: Vec<(String, Arc<str>, i64)>,
+}
+
+impl Loop {
+    /// The limits of a delivery's lane.
+    fn limits(&self, endpoint: &Endpoint) -> LaneLimits {
+        let max_in_flight = if endpoint.ordered {
+            1
+        } else {
+            endpoint
+                .max_in_flight
+                .map_or(self.ctx.options.endpoint_max_in_flight, |n| {
+                    n.max(1) as usize
+                })
+        };
+        let rate = match &endpoint.rate_limit {
+            Some(text) => serde_json::from_str::<RateLimit>(text).ok(),
+            None => RateLimit::platform_default(&endpoint.plugin),
+        };
+        LaneLimits {
+            max_in_flight,
+            rate: rate.filter(|r| r.per_second > 0.0),
+        }
+    }
+
+    fn offer(&mut self, job: Claimed) {
+        let limits = self.limits(&job.endpoint);
+        match self.lanes.offer(job, limits, Instant::now()) {
+            Offer::Start(job) => self.start(job),
+            Offer::Queued => {}
+            Offer::Refused(job, due) => self.give_back.push((job.id, job.token, due)),
+        }
+    }
+
+    /// Spawns a delivery task, unless the delivery's lease is about to run out.
+    fn start(&mut self, job: Claimed) {
+        let left = job.lease_until - now_ms();
+        if left < self.ctx.options.min_lease_left.as_millis() as i64 {
+            // It could still be running when the lease ends and another claim
+            // sends it again: give it back to be claimed afresh.
+            self.lanes.finished(&job.endpoint.id);
+            self.give_back.push((job.id, job.token, now_ms()));
+            return;
+        }
+        let ctx = self.ctx.clone();
+        let done = self.done_tx.clone();
+        self.tasks.spawn(async move {
+            let (completion, pause) = deliver(&ctx, job).await;
+            // The loop outlives every task unless shutdown aborted it.
+            let _ = done.send(TaskDone { completion, pause }).await;
+        });
+    }
+
+    async fn finished(&mut self, done: TaskDone, complete: &mpsc::Sender<Completion>) {
+        let endpoint = done.completion.endpoint_id.clone();
+        self.lanes.finished(&endpoint);
+        if let Some(pause) = done.pause {
+            self.lanes.pause(&endpoint, Instant::now() + pause);
+        }
+        while self.tasks.try_join_next().is_some() {}
+        if complete.send(done.completion).await.is_err() {
+            tracing::error!("the completion writer has stopped");
+        }
+    }
+
+    /// Claims up to `room` deliveries and offers them to their lanes; returns
+    /// how many the claim took.
+    async fn claim(&mut self, room: usize) -> Result<usize, crate::store::StoreError> {
+        let now = now_ms();
+        let request = ClaimRequest {
+            token: self.handoff.token(),
+            now,
+            lease_until: now + self.ctx.options.lease.as_millis() as i64,
+            limit: room as i64,
+            exclude: self.lanes.saturated(Instant::now()),
+        };
+        let policy = self.ctx.health.clone();
+        let (taken, claimed) = self
+            .ctx
+            .store
+            .write(move |c| {
+                let claimed = deliveries::claim(c, &request)?;
+                let taken = claimed.len();
+                Ok((taken, health::gate(c, claimed, request.now, &policy)?))
+            })
+            .await?;
+        for job in claimed {
+            self.offer(job);
+        }
+        Ok(taken)
+    }
+
+    /// Writes the give-backs collected so far, off the loop.
+    fn flush_give_backs(&mut self) {
+        if self.give_back.is_empty() {
+            return;
+        }
+        let back = std::mem::take(&mut self.give_back);
+        let store = self.ctx.store.clone();
+        let handoff = self.handoff.clone();
+        tokio::spawn(async move {
+            let n = back.len();
+            let result = store
+                .write(move |c| {
+                    for (id, token, due) in &back {
+                        deliveries::give_back(c, token, &[(id.as_str(), *due)])?;
+                    }
+                    Ok(())
+                })
+                .await;
+            match result {
+                // Some may be due at once (a lease about to run out).
+                Ok(()) => handoff.wake.notify_one(),
+                // Their leases run out and they are claimed again.
+                Err(e) => {
+                    tracing::error!(error = %e, deliveries = n, "failed to give back deliveries")
+                }
+            }
+        });
+    }
+}
+
+/// Writes completions in groups (whatever arrived while the last group was
+/// committing), with their effect on endpoint health, and reports to the loop.
 async fn write_completions(
     store: Store,
-    owner: Arc<str>,
-    mut rx: mpsc::UnboundedReceiver<Completion>,
+    policy: HealthPolicy,
+    mut rx: mpsc::Receiver<Completion>,
+    written: mpsc::Sender<Written>,
 ) -> Store {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 1024).await > 0 {
         let done = std::mem::take(&mut batch);
-        let owner = owner.clone();
         let n = done.len();
-        if let Err(e) = store
-            .write(move |c| deliveries::complete(c, &owner, &done, now_ms()))
-            .await
-        {
+        let ordered = done.iter().any(|c| c.ordered);
+        let next_due = done
+            .iter()
+            .filter(|c| c.status == DeliveryStatus::Pending)
+            .map(|c| c.next_attempt_at)
+            .min();
+        let policy = policy.clone();
+        let result = store
+            .write(move |c| {
+                let now = now_ms();
+                deliveries::complete(c, &done, now)?;
+                health::record(c, &done, now, &policy)
+            })
+            .await;
+        match result {
+            Ok(effects) => {
+                let report = Written {
+                    blocked: effects.blocked,
+                    // The next delivery of an ordered lane may be claimed now.
+                    wake: effects.wake || ordered,
+                    next_due,
+                };
+                // A full channel only delays a wake-up: claims poll anyway.
+                let _ = written.try_send(report);
+            }
             // The leases will run out and the deliveries be sent again: at
             // least once, never lost.
-            tracing::error!(error = %e, deliveries = n, "failed to record delivery outcomes");
+            Err(e) => {
+                tracing::error!(error = %e, deliveries = n, "failed to record delivery outcomes")
+            }
         }
     }
     store
@@ -254,6 +491,10 @@ struct AttemptResult {
     status_code: Option<u16>,
     excerpt: Option<String>,
     error: Option<String>,
+    signal: EndpointSignal,
+    /// Requests of the delivery accepted so far (this attempt's included).
+    requests_done: i32,
+    pause: Option<Duration>,
 }
 
 enum Outcome {
@@ -261,24 +502,38 @@ enum Outcome {
     Skipped,
     Retry(Option<Duration>),
     Fail,
-    Disable(String),
+    Disable,
 }
 
 /// Longest response excerpt kept on an attempt.
 const EXCERPT_CAP: usize = 4 << 10;
 
-async fn deliver(ctx: &Context, job: Claimed) -> Completion {
+async fn deliver(ctx: &Context, job: Claimed) -> (Completion, Option<Duration>) {
     let started_ms = now_ms();
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let endpoint = job.endpoint.clone();
 
-    if endpoint.deleted_at.is_some() || !endpoint.enabled {
-        let why = match (&endpoint.deleted_at, &endpoint.disabled_reason) {
-            (Some(_), _) => "endpoint deleted".to_string(),
-            (None, Some(reason)) => format!("endpoint disabled: {reason}"),
-            (None, None) => "endpoint disabled".to_string(),
+    if endpoint.deleted_at.is_some() {
+        return (
+            without_attempt(
+                &job,
+                DeliveryStatus::Failed,
+                HoldKind::None,
+                "endpoint deleted".into(),
+            ),
+            None,
+        );
+    }
+    if !endpoint.enabled {
+        // Held, not failed: enabling the endpoint resumes it.
+        let why = match &endpoint.disabled_reason {
+            Some(reason) => format!("endpoint disabled: {reason}"),
+            None => "endpoint disabled".to_string(),
         };
-        return finish_without_attempt(&job, DeliveryStatus::Failed, job.attempts, started_ms, why);
+        return (
+            without_attempt(&job, DeliveryStatus::Held, HoldKind::Endpoint, why),
+            None,
+        );
     }
     let plugin = ctx.host.registry.get(&endpoint.plugin);
     let waiting = match &plugin {
@@ -287,17 +542,13 @@ async fn deliver(ctx: &Context, job: Claimed) -> Completion {
         Some(_) => None,
     };
     if let Some(why) = waiting {
-        // Not an attempt: the delivery waits for the plugin without using up
-        // its retries, and is woken early when a version of it is loaded.
-        let wait = ctx.options.missing_plugin_wait.as_millis() as i64;
-        let why = format!("{WAITING_FOR_PLUGIN} {:?}: {why}", endpoint.plugin);
+        // Not an attempt: the delivery is held without using up its retries,
+        // and resumes when a version of the plugin is loaded.
+        let why = format!("waiting for plugin {:?}: {why}", endpoint.plugin);
         tracing::warn!(delivery = %job.id, plugin = %endpoint.plugin, "{why}");
-        return finish_without_attempt(
-            &job,
-            DeliveryStatus::Pending,
-            job.attempts,
-            started_ms + wait,
-            why,
+        return (
+            without_attempt(&job, DeliveryStatus::Held, HoldKind::Plugin, why),
+            None,
         );
     }
     let plugin = plugin.expect("checked above");
@@ -305,23 +556,35 @@ async fn deliver(ctx: &Context, job: Claimed) -> Completion {
     let result = attempt(ctx, &job, &plugin).await;
     let attempts = job.attempts + 1;
     let now = now_ms();
-    let (status, next_attempt_at, disable) = match result.outcome {
-        Outcome::Delivered => (DeliveryStatus::Delivered, now, None),
-        Outcome::Skipped => (DeliveryStatus::Skipped, now, None),
-        Outcome::Fail => (DeliveryStatus::Failed, now, None),
-        Outcome::Disable(reason) => (
-            DeliveryStatus::Failed,
-            now,
-            Some((endpoint.id.clone(), reason)),
-        ),
-        Outcome::Retry(after) => match ctx.policy.delay(attempts as u32, after, rand::random()) {
-            Some(delay) => (
-                DeliveryStatus::Pending,
-                now + delay.as_millis() as i64,
-                None,
-            ),
-            None => (DeliveryStatus::Failed, now, None),
-        },
+    let mut error = result.error;
+    let (status, hold, next_attempt_at) = match result.outcome {
+        Outcome::Delivered => (DeliveryStatus::Delivered, HoldKind::None, now),
+        Outcome::Skipped => (DeliveryStatus::Skipped, HoldKind::None, now),
+        Outcome::Fail => (DeliveryStatus::Failed, HoldKind::None, now),
+        // The endpoint is being disabled: this delivery waits with the rest.
+        Outcome::Disable => (DeliveryStatus::Held, HoldKind::Endpoint, now),
+        Outcome::Retry(after) => {
+            let schedule = endpoint
+                .retry_schedule
+                .as_deref()
+                .and_then(|s| RetrySchedule::from_json(s).ok());
+            let failed = (attempts - job.schedule_start).max(1) as u32;
+            match ctx
+                .policy
+                .delay(schedule.as_ref(), failed, after, rand::random())
+            {
+                Some(delay) => (
+                    DeliveryStatus::Pending,
+                    HoldKind::None,
+                    now + delay.as_millis() as i64,
+                ),
+                None => {
+                    let last = error.take().unwrap_or_else(|| "failed".into());
+                    error = Some(format!("gave up after {failed} attempts: {last}"));
+                    (DeliveryStatus::Failed, HoldKind::None, now)
+                }
+            }
+        }
     };
     let attempt_row = Attempt {
         id: new_id("atm"),
@@ -336,53 +599,68 @@ async fn deliver(ctx: &Context, job: Claimed) -> Completion {
             DeliveryStatus::Skipped => AttemptOutcome::Skipped,
             DeliveryStatus::Pending => AttemptOutcome::Retry,
             DeliveryStatus::Failed => AttemptOutcome::Failed,
+            DeliveryStatus::Held => AttemptOutcome::Held,
         } as i16,
         status_code: result.status_code.map(i32::from),
         response_excerpt: result.excerpt,
-        error: result.error.clone(),
+        error: error.clone(),
         plugin_name: plugin.info.name.clone(),
         plugin_version: plugin.info.version.clone(),
         plugin_hash: plugin.hash.clone(),
     };
     if status == DeliveryStatus::Failed {
-        tracing::info!(delivery = %job.id, endpoint = %endpoint.id, error = ?result.error, "delivery failed for good");
+        tracing::info!(delivery = %job.id, endpoint = %endpoint.id, error = ?error, "delivery failed for good");
     }
-    Completion {
+    let completion = Completion {
         delivery_id: job.id,
+        endpoint_id: endpoint.id.clone(),
+        token: job.token,
         status,
         attempts,
         next_attempt_at,
-        last_error: result.error,
+        last_error: error,
+        requests_done: result.requests_done,
+        hold,
         attempt: Some(attempt_row),
-        disable_endpoint: disable,
-    }
+        signal: result.signal,
+        ordered: endpoint.ordered,
+    };
+    (completion, result.pause)
 }
 
-fn finish_without_attempt(
+fn without_attempt(
     job: &Claimed,
     status: DeliveryStatus,
-    attempts: i32,
-    next: i64,
+    hold: HoldKind,
     why: String,
 ) -> Completion {
     Completion {
         delivery_id: job.id.clone(),
+        endpoint_id: job.endpoint.id.clone(),
+        token: job.token.clone(),
         status,
-        attempts,
-        next_attempt_at: next,
+        attempts: job.attempts,
+        next_attempt_at: now_ms(),
         last_error: Some(why),
+        requests_done: job.requests_done,
+        hold,
         attempt: None,
-        disable_endpoint: None,
+        signal: EndpointSignal::Neutral,
+        ordered: job.endpoint.ordered,
     }
 }
 
-/// Transform, sign, send each request, and read the answers.
+/// Transform, sign, send each request not yet accepted, and read the answers.
 async fn attempt(ctx: &Context, job: &Claimed, plugin: &Arc<LoadedPlugin>) -> AttemptResult {
+    let done_before = job.requests_done.max(0);
     let fail = |outcome, error: String| AttemptResult {
         outcome,
         status_code: None,
         excerpt: None,
         error: Some(error),
+        signal: EndpointSignal::Neutral,
+        requests_done: done_before,
+        pause: None,
     };
 
     let endpoint = &job.endpoint;
@@ -440,6 +718,9 @@ async fn attempt(ctx: &Context, job: &Claimed, plugin: &Arc<LoadedPlugin>) -> At
             status_code: None,
             excerpt: None,
             error: None,
+            signal: EndpointSignal::Neutral,
+            requests_done: 0,
+            pause: None,
         };
     }
 
@@ -449,8 +730,12 @@ async fn attempt(ctx: &Context, job: &Claimed, plugin: &Arc<LoadedPlugin>) -> At
         status_code: None,
         excerpt: None,
         error: None,
+        signal: EndpointSignal::Success,
+        requests_done: done_before,
+        pause: None,
     };
-    for (i, request) in requests.into_iter().enumerate() {
+    // Requests an earlier attempt got accepted are not sent again.
+    for (i, request) in requests.into_iter().enumerate().skip(done_before as usize) {
         // One webhook-id per request, stable across retries, so receivers can de-duplicate.
         let msg_id = if i == 0 {
             job.id.clone()
@@ -483,9 +768,16 @@ async fn attempt(ctx: &Context, job: &Claimed, plugin: &Arc<LoadedPlugin>) -> At
                 headers,
                 body,
             } => (status, headers, body),
-            SendResult::NoAnswer(why) => return fail(Outcome::Retry(None), why),
+            SendResult::NoAnswer(why) => {
+                return AttemptResult {
+                    signal: EndpointSignal::Failure,
+                    requests_done: last.requests_done,
+                    ..fail(Outcome::Retry(None), why)
+                };
+            }
         };
         let excerpt = excerpt(&body);
+        let pause = rate_limit_pause(status, &headers);
         let response = PluginResponse {
             status,
             headers,
@@ -509,31 +801,78 @@ async fn attempt(ctx: &Context, job: &Claimed, plugin: &Arc<LoadedPlugin>) -> At
             }
             Err(e) => return fail(Outcome::Retry(None), format!("plugin call panicked: {e}")),
         };
-        let (outcome, error) = match verdict {
-            Verdict::Success => (Outcome::Delivered, None),
-            Verdict::RetryAfter(0) => (
-                Outcome::Retry(None),
-                Some(format!("endpoint answered {status}")),
+        let (outcome, error, signal) = match verdict {
+            Verdict::Success => (Outcome::Delivered, None, EndpointSignal::Success),
+            Verdict::RetryAfter(s) => {
+                let after = (s > 0).then(|| Duration::from_secs(s as u64));
+                let error = match after {
+                    Some(_) => format!("endpoint answered {status}; retry after {s} s"),
+                    None => format!("endpoint answered {status}"),
+                };
+                // A rate limit says the endpoint is alive: it slows its lane
+                // but does not count towards its breaker.
+                let signal = if status == 429 {
+                    EndpointSignal::Neutral
+                } else {
+                    EndpointSignal::Failure
+                };
+                (Outcome::Retry(after), Some(error), signal)
+            }
+            // The plugin declared this answer permanent: a dead letter, but
+            // the endpoint answered, so its health is not affected.
+            Verdict::Fail(why) => (Outcome::Fail, Some(why), EndpointSignal::Neutral),
+            Verdict::DisableEndpoint(why) => (
+                Outcome::Disable,
+                Some(why.clone()),
+                EndpointSignal::Disable(why),
             ),
-            Verdict::RetryAfter(s) => (
-                Outcome::Retry(Some(Duration::from_secs(s as u64))),
-                Some(format!("endpoint answered {status}; retry after {s} s")),
-            ),
-            Verdict::Fail(why) => (Outcome::Fail, Some(why)),
-            Verdict::DisableEndpoint(why) => (Outcome::Disable(why.clone()), Some(why)),
         };
-        let done = !matches!(outcome, Outcome::Delivered);
+        let accepted = matches!(outcome, Outcome::Delivered);
         last = AttemptResult {
             outcome,
             status_code: Some(status),
             excerpt,
             error,
+            signal,
+            requests_done: last.requests_done + accepted as i32,
+            pause: pause.or(last.pause),
         };
-        if done {
+        if !accepted {
             break;
         }
     }
     last
+}
+
+/// How long to leave an endpoint alone after this answer: a 429's
+/// `Retry-After` (at least a second), or a Discord-style
+/// `X-RateLimit-Remaining: 0` with `X-RateLimit-Reset-After`.
+fn rate_limit_pause(status: u16, headers: &[(String, String)]) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    let cap = Duration::from_secs(300);
+    if status == 429 {
+        let after = verdict::retry_after(headers)
+            .or_else(|| {
+                header("x-ratelimit-reset-after")
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(Duration::from_secs_f64)
+            })
+            .unwrap_or(Duration::from_secs(1));
+        return Some(after.max(Duration::from_millis(100)).min(cap));
+    }
+    if header("x-ratelimit-remaining") == Some("0") {
+        return header("x-ratelimit-reset-after")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(|s| Duration::from_secs_f64(s).min(cap));
+    }
+    None
 }
 
 fn excerpt(body: &[u8]) -> Option<String> {
@@ -542,4 +881,44 @@ fn excerpt(body: &[u8]) -> Option<String> {
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(EXCERPT_CAP)]);
     Some(text.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn rate_limit_answers_pause_the_endpoint() {
+        assert_eq!(
+            rate_limit_pause(429, &h(&[("Retry-After", "3")])),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            rate_limit_pause(429, &h(&[("x-ratelimit-reset-after", "0.5")])),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(rate_limit_pause(429, &[]), Some(Duration::from_secs(1)));
+        assert_eq!(
+            rate_limit_pause(
+                204,
+                &h(&[
+                    ("X-RateLimit-Remaining", "0"),
+                    ("X-RateLimit-Reset-After", "1.25")
+                ])
+            ),
+            Some(Duration::from_millis(1250))
+        );
+        assert_eq!(
+            rate_limit_pause(204, &h(&[("X-RateLimit-Remaining", "3")])),
+            None
+        );
+        assert_eq!(rate_limit_pause(500, &[]), None);
+    }
 }

@@ -99,7 +99,8 @@ impl Sender {
             .await
         {
             Ok(r) => r,
-            Err(e) => return SendResult::NoAnswer(describe(&e)),
+            // Never the URL in what is recorded: chat webhook URLs are credentials.
+            Err(e) => return SendResult::NoAnswer(describe(&e.without_url())),
         };
         let status = response.status().as_u16();
         let headers = response

@@ -5,20 +5,19 @@ use std::time::Duration;
 
 use crate::plugins::Verdict;
 
-/// 2xx success; 408, 425, 429 and 5xx retried (honouring `Retry-After`);
-/// 410 disables the endpoint; other 4xx fail for good. Redirects are not
-/// followed and are retried: the receiver may fix its URL, and dropping is
-/// worse than retrying.
+/// 2xx success; 410 disables the endpoint; every other answer is retried on
+/// the schedule, honouring `Retry-After`. That includes 3xx (redirects are
+/// never followed) and 4xx other than 410: a receiver answering 401 or 404
+/// during a deploy must get the message when it is back, as Stripe and Svix
+/// do. Only a plugin may declare an answer permanent.
 pub fn standard(status: u16, headers: &[(String, String)]) -> Verdict {
     match status {
         200..=299 => Verdict::Success,
         410 => Verdict::DisableEndpoint("the endpoint answered 410 Gone".into()),
-        408 | 425 | 429 | 500..=599 => match retry_after(headers) {
+        _ => match retry_after(headers) {
             Some(after) => Verdict::RetryAfter(after.as_secs().min(u32::MAX as u64) as u32),
             None => Verdict::RetryAfter(0),
         },
-        300..=399 => Verdict::RetryAfter(0),
-        _ => Verdict::Fail(format!("the endpoint answered {status}")),
     }
 }
 
@@ -56,8 +55,10 @@ mod tests {
         assert_eq!(standard(425, &[]), Verdict::RetryAfter(0));
         assert_eq!(standard(301, &[]), Verdict::RetryAfter(0));
         assert!(matches!(standard(410, &[]), Verdict::DisableEndpoint(_)));
-        assert!(matches!(standard(400, &[]), Verdict::Fail(m) if m.contains("400")));
-        assert!(matches!(standard(404, &[]), Verdict::Fail(_)));
+        for status in [400, 401, 403, 404, 413, 422] {
+            assert_eq!(standard(status, &[]), Verdict::RetryAfter(0), "{status}");
+        }
+        assert_eq!(standard(401, &h("30")), Verdict::RetryAfter(30));
     }
 
     #[test]

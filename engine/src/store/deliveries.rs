@@ -23,11 +23,19 @@ pub enum DeliveryStatus {
     Failed = 2,
     /// The plugin produced no request for this event.
     Skipped = 3,
+    /// Waiting for something outside its schedule (see [`HoldKind`]): not
+    /// claimed, no attempts used, resumed when that changes.
+    Held = 4,
 }
 
 impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 4] =
-        [Self::Pending, Self::Delivered, Self::Failed, Self::Skipped];
+    pub const ALL: [DeliveryStatus; 5] = [
+        Self::Pending,
+        Self::Delivered,
+        Self::Failed,
+        Self::Skipped,
+        Self::Held,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -35,6 +43,7 @@ impl DeliveryStatus {
             Self::Delivered => "delivered",
             Self::Failed => "failed",
             Self::Skipped => "skipped",
+            Self::Held => "held",
         }
     }
 
@@ -44,6 +53,35 @@ impl DeliveryStatus {
 
     pub fn from_name(name: &str) -> Option<DeliveryStatus> {
         Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// What a held delivery waits for. Stored as SMALLINT in `hold_kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i16)]
+pub enum HoldKind {
+    None = 0,
+    /// Its endpoint is disabled; enabling it resumes the delivery.
+    Endpoint = 1,
+    /// Its plugin is missing or quarantined; loading a version resumes it.
+    Plugin = 2,
+}
+
+impl HoldKind {
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Self::None => None,
+            Self::Endpoint => Some("endpoint"),
+            Self::Plugin => Some("plugin"),
+        }
+    }
+
+    pub fn from_i16(v: i16) -> HoldKind {
+        match v {
+            1 => Self::Endpoint,
+            2 => Self::Plugin,
+            _ => Self::None,
+        }
     }
 }
 
@@ -58,6 +96,8 @@ pub enum AttemptOutcome {
     Failed = 2,
     /// The plugin produced nothing to send.
     Skipped = 3,
+    /// The endpoint asked to be disabled (410); the delivery is held.
+    Held = 4,
 }
 
 impl AttemptOutcome {
@@ -67,13 +107,20 @@ impl AttemptOutcome {
             Self::Retry => "retry",
             Self::Failed => "failed",
             Self::Skipped => "skipped",
+            Self::Held => "held",
         }
     }
 
     pub fn from_i16(v: i16) -> Option<AttemptOutcome> {
-        [Self::Success, Self::Retry, Self::Failed, Self::Skipped]
-            .into_iter()
-            .find(|s| *s as i16 == v)
+        [
+            Self::Success,
+            Self::Retry,
+            Self::Failed,
+            Self::Skipped,
+            Self::Held,
+        ]
+        .into_iter()
+        .find(|s| *s as i16 == v)
     }
 }
 
@@ -93,6 +140,10 @@ pub struct Delivery {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    pub hold_kind: i16,
+    pub schedule_start: i32,
+    pub requests_done: i32,
+    pub ordered: bool,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -110,6 +161,7 @@ pub struct NewDelivery {
     pub lease_until: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub ordered: bool,
 }
 
 /// An attempt row.
@@ -134,62 +186,130 @@ pub struct Attempt {
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: String,
+    /// The claim this delivery was leased under: only this claim may
+    /// complete it (a lease that ran out and was claimed again has a new one).
+    pub token: Arc<str>,
+    /// When the lease runs out: past it, the delivery may be someone else's.
+    pub lease_until: i64,
     /// Attempts made before this one.
     pub attempts: i32,
+    /// The attempt count at which the current retry schedule began.
+    pub schedule_start: i32,
+    /// Requests of this delivery already accepted by the endpoint.
+    pub requests_done: i32,
     pub event: Arc<Event>,
     pub endpoint: Arc<Endpoint>,
 }
 
-/// Leases up to `limit` due deliveries to `owner` until `lease_until`, and
-/// loads their events and endpoints (two queries for the whole batch).
-pub fn claim(
-    conn: &mut Conn,
-    owner: &str,
-    now: i64,
-    lease_until: i64,
-    limit: i64,
-) -> Result<Vec<Claimed>, StoreError> {
-    use diesel::sql_types::{BigInt, Integer, Text};
+/// What a claim asks for.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub token: Arc<str>,
+    pub now: i64,
+    pub lease_until: i64,
+    pub limit: i64,
+    /// Endpoints not to claim for (their lanes in this process are full).
+    pub exclude: Vec<String>,
+}
 
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Text)]
-        id: String,
-        #[diesel(sql_type = Text)]
-        event_id: String,
-        #[diesel(sql_type = Text)]
-        endpoint_id: String,
-        #[diesel(sql_type = Integer)]
-        attempts: i32,
-    }
+/// The columns a claim returns.
+#[derive(QueryableByName)]
+struct ClaimRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    event_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    endpoint_id: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    attempts: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    schedule_start: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    requests_done: i32,
+}
+
+const CLAIM_RETURNING: &str =
+    "RETURNING id, event_id, endpoint_id, attempts, schedule_start, requests_done";
+
+/// Leases up to `limit` due deliveries under the claim's token, and loads
+/// their events and endpoints (two queries for the whole batch).
+///
+/// Ordered deliveries are claimed only at the head of their endpoint's lane:
+/// the oldest delivery of the endpoint that is still pending or held, and
+/// only when it is due and not leased. Everything else is claimed by due
+/// time, skipping the excluded endpoints.
+pub fn claim(conn: &mut Conn, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+    use diesel::sql_types::{BigInt, Text};
+
     // Raw SQL: diesel's DSL cannot update through a limited subselect. On
-    // PostgreSQL the subselect gains `FOR UPDATE SKIP LOCKED`.
-    let rows: Vec<Row> = diesel::sql_query(
+    // PostgreSQL the subselects gain `FOR UPDATE SKIP LOCKED`. Constants are
+    // written inline so SQLite can use the partial indexes.
+    let mut rows: Vec<ClaimRow> = diesel::sql_query(format!(
         "UPDATE deliveries SET lease_owner = ?, lease_until = ? \
-         WHERE id IN (SELECT id FROM deliveries \
-                      WHERE status = 0 AND next_attempt_at <= ? \
-                        AND (lease_until IS NULL OR lease_until < ?) \
-                      ORDER BY next_attempt_at LIMIT ?) \
-         RETURNING id, event_id, endpoint_id, attempts",
-    )
-    .bind::<Text, _>(owner)
-    .bind::<BigInt, _>(lease_until)
-    .bind::<BigInt, _>(now)
-    .bind::<BigInt, _>(now)
-    .bind::<BigInt, _>(limit)
+         WHERE id IN (SELECT d.id FROM deliveries d \
+                      WHERE d.ordered = 1 AND d.status = 0 AND d.next_attempt_at <= ? \
+                        AND (d.lease_until IS NULL OR d.lease_until < ?) \
+                        AND NOT EXISTS (SELECT 1 FROM deliveries p \
+                                        WHERE p.ordered = 1 AND p.endpoint_id = d.endpoint_id \
+                                          AND p.status IN (0, 4) AND p.id < d.id) \
+                      ORDER BY d.next_attempt_at LIMIT ?) \
+         {CLAIM_RETURNING}"
+    ))
+    .bind::<Text, _>(&*req.token)
+    .bind::<BigInt, _>(req.lease_until)
+    .bind::<BigInt, _>(req.now)
+    .bind::<BigInt, _>(req.now)
+    .bind::<BigInt, _>(req.limit)
     .load(conn)?;
-    let rows: Vec<(String, String, String, i32)> = rows
-        .into_iter()
-        .map(|r| (r.id, r.event_id, r.endpoint_id, r.attempts))
-        .collect();
+
+    let room = req.limit - rows.len() as i64;
+    if room > 0 {
+        let exclude = &req.exclude[..req.exclude.len().min(500)];
+        let not_in = if exclude.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "AND endpoint_id NOT IN ({}) ",
+                vec!["?"; exclude.len()].join(", ")
+            )
+        };
+        let mut query = diesel::sql_query(format!(
+            "UPDATE deliveries SET lease_owner = ?, lease_until = ? \
+             WHERE id IN (SELECT id FROM deliveries \
+                          WHERE status = 0 AND next_attempt_at <= ? \
+                            AND (lease_until IS NULL OR lease_until < ?) \
+                            AND ordered = 0 {not_in}\
+                          ORDER BY next_attempt_at LIMIT ?) \
+             {CLAIM_RETURNING}"
+        ))
+        .into_boxed()
+        .bind::<Text, _>(req.token.to_string())
+        .bind::<BigInt, _>(req.lease_until)
+        .bind::<BigInt, _>(req.now)
+        .bind::<BigInt, _>(req.now);
+        for id in exclude {
+            query = query.bind::<Text, _>(id.clone());
+        }
+        rows.extend(query.bind::<BigInt, _>(room).load::<ClaimRow>(conn)?);
+    }
     if rows.is_empty() {
         return Ok(Vec::new());
     }
+    load_claimed(conn, rows, &req.token, req.lease_until)
+}
 
-    let mut event_ids: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+/// Loads the events and endpoints of claimed rows.
+fn load_claimed(
+    conn: &mut Conn,
+    rows: Vec<ClaimRow>,
+    token: &Arc<str>,
+    lease_until: i64,
+) -> Result<Vec<Claimed>, StoreError> {
+    let mut event_ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
     event_ids.sort_unstable();
     event_ids.dedup();
-    let mut endpoint_ids: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    let mut endpoint_ids: Vec<&str> = rows.iter().map(|r| r.endpoint_id.as_str()).collect();
     endpoint_ids.sort_unstable();
     endpoint_ids.dedup();
     let events: HashMap<String, Arc<Event>> = events::by_ids(conn, &event_ids)?
@@ -202,16 +322,21 @@ pub fn claim(
         .collect();
 
     let mut claimed = Vec::with_capacity(rows.len());
-    for (id, event_id, endpoint_id, attempts) in rows {
+    for r in rows {
         // Foreign keys guarantee both exist.
-        let (Some(event), Some(endpoint)) = (events.get(&event_id), endpoints.get(&endpoint_id))
+        let (Some(event), Some(endpoint)) =
+            (events.get(&r.event_id), endpoints.get(&r.endpoint_id))
         else {
-            tracing::error!(delivery = %id, "claimed delivery without its event or endpoint");
+            tracing::error!(delivery = %r.id, "claimed delivery without its event or endpoint");
             continue;
         };
         claimed.push(Claimed {
-            id,
-            attempts,
+            id: r.id,
+            token: token.clone(),
+            lease_until,
+            attempts: r.attempts,
+            schedule_start: r.schedule_start,
+            requests_done: r.requests_done,
             event: event.clone(),
             endpoint: endpoint.clone(),
         });
@@ -219,30 +344,175 @@ pub fn claim(
     Ok(claimed)
 }
 
-/// `last_error` of a delivery that waits for its plugin (missing or
-/// quarantined); such waits are not attempts and end early when the plugin
-/// is loaded (see [`wake_waiting_for_plugin`]).
-pub const WAITING_FOR_PLUGIN: &str = "waiting for plugin";
-
-/// Makes deliveries that wait for `plugin` due now; returns how many.
-pub fn wake_waiting_for_plugin(
-    conn: &mut Conn,
-    plugin: &str,
-    now: i64,
-) -> Result<usize, StoreError> {
-    use super::schema::endpoints;
+/// Gives claimed deliveries back without an attempt, due again at the given
+/// times (a breaker that is open, a lane that is full). Only the claim that
+/// holds them can give them back.
+pub fn give_back(conn: &mut Conn, token: &str, due: &[(&str, i64)]) -> Result<(), StoreError> {
     use deliveries::dsl as d;
-    let endpoint_ids = endpoints::table
-        .filter(endpoints::plugin.eq(plugin))
-        .select(endpoints::id);
+    for (id, at) in due {
+        diesel::update(
+            d::deliveries
+                .filter(d::id.eq(*id))
+                .filter(d::lease_owner.eq(token)),
+        )
+        .set((
+            d::next_attempt_at.eq(*at),
+            d::lease_owner.eq(None::<String>),
+            d::lease_until.eq(None::<i64>),
+        ))
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Holds one claimed delivery (see [`HoldKind`]); no attempt is used.
+pub fn hold(
+    conn: &mut Conn,
+    token: &str,
+    id: &str,
+    kind: HoldKind,
+    why: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    use deliveries::dsl as d;
+    diesel::update(
+        d::deliveries
+            .filter(d::id.eq(id))
+            .filter(d::lease_owner.eq(token)),
+    )
+    .set((
+        d::status.eq(DeliveryStatus::Held as i16),
+        d::hold_kind.eq(kind as i16),
+        d::last_error.eq(why),
+        d::lease_owner.eq(None::<String>),
+        d::lease_until.eq(None::<i64>),
+        d::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Holds every pending delivery of a disabled endpoint that is not in
+/// flight (those are held when they come back, see the dispatcher).
+pub fn hold_for_endpoint(
+    conn: &mut Conn,
+    endpoint_id: &str,
+    why: &str,
+) -> Result<usize, StoreError> {
+    use deliveries::dsl as d;
     Ok(diesel::update(
         d::deliveries
+            .filter(d::endpoint_id.eq(endpoint_id))
+            .filter(d::status.eq(DeliveryStatus::Pending as i16))
+            .filter(d::lease_owner.is_null()),
+    )
+    .set((
+        d::status.eq(DeliveryStatus::Held as i16),
+        d::hold_kind.eq(HoldKind::Endpoint as i16),
+        d::last_error.eq(why),
+    ))
+    .execute(conn)?)
+}
+
+/// Resumes the held deliveries of `endpoint_ids` that wait for `kind`: due now.
+pub fn resume_held(
+    conn: &mut Conn,
+    endpoint_ids: &[String],
+    kind: HoldKind,
+    now: i64,
+) -> Result<usize, StoreError> {
+    use deliveries::dsl as d;
+    let mut n = 0;
+    for id in endpoint_ids {
+        n += diesel::update(
+            d::deliveries
+                .filter(d::endpoint_id.eq(id))
+                .filter(d::status.eq(DeliveryStatus::Held as i16))
+                .filter(d::hold_kind.eq(kind as i16)),
+        )
+        .set((
+            d::status.eq(DeliveryStatus::Pending as i16),
+            d::hold_kind.eq(HoldKind::None as i16),
+            d::next_attempt_at.eq(now),
+            d::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    }
+    Ok(n)
+}
+
+/// Makes the pending deliveries of an endpoint that wait for a due time later
+/// than `now` due now (the endpoint came back: everything it missed goes).
+pub fn due_now_for_endpoint(
+    conn: &mut Conn,
+    endpoint_id: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    use deliveries::dsl as d;
+    Ok(diesel::update(
+        d::deliveries
+            .filter(d::endpoint_id.eq(endpoint_id))
             .filter(d::status.eq(DeliveryStatus::Pending as i16))
             .filter(d::next_attempt_at.gt(now))
-            .filter(d::last_error.like(format!("{WAITING_FOR_PLUGIN}%")))
-            .filter(d::endpoint_id.eq_any(endpoint_ids)),
+            .filter(d::lease_owner.is_null()),
     )
     .set(d::next_attempt_at.eq(now))
+    .execute(conn)?)
+}
+
+/// Postpones the pending deliveries of an endpoint to `until` (its breaker
+/// opened: nothing goes before the probe).
+pub fn postpone_for_endpoint(
+    conn: &mut Conn,
+    endpoint_id: &str,
+    until: i64,
+) -> Result<usize, StoreError> {
+    use deliveries::dsl as d;
+    Ok(diesel::update(
+        d::deliveries
+            .filter(d::endpoint_id.eq(endpoint_id))
+            .filter(d::status.eq(DeliveryStatus::Pending as i16))
+            .filter(d::next_attempt_at.lt(until))
+            .filter(d::lease_owner.is_null()),
+    )
+    .set(d::next_attempt_at.eq(until))
+    .execute(conn)?)
+}
+
+/// Marks the ordering of an endpoint's unfinished deliveries.
+pub fn set_ordered(conn: &mut Conn, endpoint_id: &str, ordered: bool) -> Result<(), StoreError> {
+    use deliveries::dsl as d;
+    diesel::update(
+        d::deliveries.filter(d::endpoint_id.eq(endpoint_id)).filter(
+            d::status.eq_any([DeliveryStatus::Pending as i16, DeliveryStatus::Held as i16]),
+        ),
+    )
+    .set(d::ordered.eq(ordered))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Fails the unfinished deliveries of a deleted endpoint, keeping them as
+/// dead letters with the reason.
+pub fn fail_for_deleted_endpoint(
+    conn: &mut Conn,
+    endpoint_id: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    use deliveries::dsl as d;
+    Ok(diesel::update(
+        d::deliveries
+            .filter(d::endpoint_id.eq(endpoint_id))
+            .filter(d::status.eq_any([DeliveryStatus::Pending as i16, DeliveryStatus::Held as i16]))
+            .filter(d::lease_owner.is_null()),
+    )
+    .set((
+        d::status.eq(DeliveryStatus::Failed as i16),
+        d::hold_kind.eq(HoldKind::None as i16),
+        d::last_error.eq("endpoint deleted"),
+        d::updated_at.eq(now),
+        d::finished_at.eq(Some(now)),
+    ))
     .execute(conn)?)
 }
 
@@ -255,41 +525,64 @@ pub fn next_due(conn: &mut Conn) -> Result<Option<i64>, StoreError> {
         .first(conn)?)
 }
 
+/// What an attempt says about the endpoint's health (see `delivery::health`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointSignal {
+    /// Nothing about the endpoint: no attempt, a plugin error, a 429.
+    Neutral,
+    /// It accepted a request.
+    Success,
+    /// It failed to (an answer that is retried, or none).
+    Failure,
+    /// It asked to be disabled (410, or a plugin's verdict), with the reason.
+    Disable(String),
+}
+
 /// The result of working on one claimed delivery.
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub delivery_id: String,
+    pub endpoint_id: String,
+    /// The claim it was worked on under; only that claim's outcome applies.
+    pub token: Arc<str>,
     pub status: DeliveryStatus,
     /// Attempts made, including this one.
     pub attempts: i32,
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
+    pub requests_done: i32,
+    /// Set with `DeliveryStatus::Held`.
+    pub hold: HoldKind,
     pub attempt: Option<Attempt>,
-    /// Disable this endpoint with this reason.
-    pub disable_endpoint: Option<(String, String)>,
+    pub signal: EndpointSignal,
+    /// The endpoint delivers in order: its next delivery may be claimable now.
+    pub ordered: bool,
 }
 
-/// Records completions of deliveries leased to `owner`. A delivery whose lease
-/// was lost meanwhile keeps its new owner's state; its attempt is still logged.
-pub fn complete(
-    conn: &mut Conn,
-    owner: &str,
-    done: &[Completion],
-    now: i64,
-) -> Result<(), StoreError> {
+/// Records completions. A delivery whose claim is no longer current (its
+/// lease ran out and it was claimed again) keeps the new claim's state; its
+/// attempt is still logged. Returns how many were applied.
+pub fn complete(conn: &mut Conn, done: &[Completion], now: i64) -> Result<usize, StoreError> {
     use deliveries::dsl as d;
+    let mut applied = 0;
     for c in done {
-        let finished = (c.status != DeliveryStatus::Pending).then_some(now);
+        let finished = matches!(
+            c.status,
+            DeliveryStatus::Delivered | DeliveryStatus::Failed | DeliveryStatus::Skipped
+        )
+        .then_some(now);
         let n = diesel::update(
             d::deliveries
                 .filter(d::id.eq(&c.delivery_id))
-                .filter(d::lease_owner.eq(owner)),
+                .filter(d::lease_owner.eq(&*c.token)),
         )
         .set((
             d::status.eq(c.status as i16),
             d::attempts.eq(c.attempts),
             d::next_attempt_at.eq(c.next_attempt_at),
             d::last_error.eq(c.last_error.as_deref()),
+            d::requests_done.eq(c.requests_done),
+            d::hold_kind.eq(c.hold as i16),
             d::lease_owner.eq(None::<String>),
             d::lease_until.eq(None::<i64>),
             d::updated_at.eq(now),
@@ -297,11 +590,9 @@ pub fn complete(
         ))
         .execute(conn)?;
         if n == 0 {
-            tracing::warn!(delivery = %c.delivery_id, "lease lost before completion; outcome not applied");
+            tracing::warn!(delivery = %c.delivery_id, "claim no longer current at completion; outcome not applied");
         }
-        if let Some((endpoint_id, reason)) = &c.disable_endpoint {
-            endpoints::disable(conn, endpoint_id, reason, now)?;
-        }
+        applied += n;
     }
     let attempts: Vec<&Attempt> = done.iter().filter_map(|c| c.attempt.as_ref()).collect();
     for chunk in attempts.chunks(200) {
@@ -309,21 +600,149 @@ pub fn complete(
             .values(chunk.iter().copied().cloned().collect::<Vec<_>>())
             .execute(conn)?;
     }
-    Ok(())
+    Ok(applied)
 }
 
-/// Gives back the leases `owner` holds, so another process (or this one after
-/// a restart) can claim them at once.
-pub fn release(conn: &mut Conn, owner: &str) -> Result<usize, StoreError> {
+/// Gives back the leases of claims whose tokens start with `owner_prefix`
+/// (every claim of one process), so another process (or this one after a
+/// restart) can claim them at once.
+pub fn release(conn: &mut Conn, owner_prefix: &str) -> Result<usize, StoreError> {
     use deliveries::dsl as d;
-    Ok(
-        diesel::update(d::deliveries.filter(d::lease_owner.eq(owner)))
-            .set((
-                d::lease_owner.eq(None::<String>),
-                d::lease_until.eq(None::<i64>),
-            ))
-            .execute(conn)?,
+    // Tokens are `<owner>/<n>`: a range covers exactly that owner's claims.
+    let from = format!("{owner_prefix}/");
+    let to = format!("{owner_prefix}0"); // '0' sorts right after '/'
+    Ok(diesel::update(
+        d::deliveries
+            .filter(d::lease_owner.ge(from))
+            .filter(d::lease_owner.lt(to)),
     )
+    .set((
+        d::lease_owner.eq(None::<String>),
+        d::lease_until.eq(None::<i64>),
+    ))
+    .execute(conn)?)
+}
+
+/// Makes a failed (or pending) delivery due now with a fresh retry schedule.
+pub fn retry_now(
+    conn: &mut Conn,
+    app_id: Option<&str>,
+    id: &str,
+    now: i64,
+) -> Result<Delivery, StoreError> {
+    use deliveries::dsl as d;
+    let current = get(conn, app_id, id)?;
+    let status = DeliveryStatus::from_i16(current.status);
+    if !matches!(
+        status,
+        Some(DeliveryStatus::Failed | DeliveryStatus::Pending)
+    ) {
+        return Err(StoreError::Conflict(format!(
+            "delivery {id} is {}; only failed or pending deliveries can be retried",
+            status.map_or("unknown", DeliveryStatus::name)
+        )));
+    }
+    diesel::update(d::deliveries.find(id))
+        .set((
+            d::status.eq(DeliveryStatus::Pending as i16),
+            d::hold_kind.eq(HoldKind::None as i16),
+            d::next_attempt_at.eq(now),
+            d::schedule_start.eq(d::attempts),
+            d::updated_at.eq(now),
+            d::finished_at.eq(None::<i64>),
+        ))
+        .execute(conn)?;
+    get(conn, app_id, id)
+}
+
+/// Requeues up to `limit` failed deliveries of an endpoint created at or
+/// after `since`, in id order after `cursor`, each with a fresh schedule.
+/// Returns how many were requeued and the last id looked at (the next
+/// cursor), `None` when there are no more.
+pub fn requeue_failed(
+    conn: &mut Conn,
+    endpoint_id: &str,
+    since: i64,
+    cursor: Option<&str>,
+    limit: i64,
+    now: i64,
+) -> Result<(usize, Option<String>), StoreError> {
+    use deliveries::dsl as d;
+    let mut query = d::deliveries
+        .filter(d::endpoint_id.eq(endpoint_id))
+        .filter(d::status.eq(DeliveryStatus::Failed as i16))
+        .filter(d::created_at.ge(since))
+        .select(d::id)
+        .order(d::id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(cursor) = cursor {
+        query = query.filter(d::id.gt(cursor.to_string()));
+    }
+    let ids: Vec<String> = query.load(conn)?;
+    let Some(last) = ids.last().cloned() else {
+        return Ok((0, None));
+    };
+    let n = diesel::update(d::deliveries.filter(d::id.eq_any(&ids)))
+        .set((
+            d::status.eq(DeliveryStatus::Pending as i16),
+            d::next_attempt_at.eq(now),
+            d::schedule_start.eq(d::attempts),
+            d::requests_done.eq(0),
+            d::updated_at.eq(now),
+            d::finished_at.eq(None::<i64>),
+        ))
+        .execute(conn)?;
+    Ok((n, Some(last)))
+}
+
+/// How many failed deliveries of an endpoint were created at or after `since`.
+pub fn count_failed(conn: &mut Conn, endpoint_id: &str, since: i64) -> Result<i64, StoreError> {
+    use deliveries::dsl as d;
+    Ok(d::deliveries
+        .filter(d::endpoint_id.eq(endpoint_id))
+        .filter(d::status.eq(DeliveryStatus::Failed as i16))
+        .filter(d::created_at.ge(since))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Deletes up to `limit` finished deliveries (and their attempts) created
+/// before the cut-offs: `delivered_before` for delivered and skipped ones,
+/// `failed_before` for failed ones. Returns how many.
+pub fn prune(
+    conn: &mut Conn,
+    delivered_before: i64,
+    failed_before: i64,
+    limit: i64,
+) -> Result<usize, StoreError> {
+    use deliveries::dsl as d;
+    // Ids are ULIDs: an id range is a time range, walked on the primary key.
+    let mut ids: Vec<String> = d::deliveries
+        .filter(d::id.lt(crate::id::id_at("msg", delivered_before)))
+        .filter(d::status.eq_any([
+            DeliveryStatus::Delivered as i16,
+            DeliveryStatus::Skipped as i16,
+        ]))
+        .select(d::id)
+        .limit(limit)
+        .load(conn)?;
+    let room = limit - ids.len() as i64;
+    if room > 0 {
+        ids.extend(
+            d::deliveries
+                .filter(d::id.lt(crate::id::id_at("msg", failed_before)))
+                .filter(d::status.eq(DeliveryStatus::Failed as i16))
+                .select(d::id)
+                .limit(room)
+                .load::<String>(conn)?,
+        );
+    }
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(attempts::table.filter(attempts::delivery_id.eq_any(&ids))).execute(conn)?;
+    Ok(diesel::delete(d::deliveries.filter(d::id.eq_any(&ids))).execute(conn)?)
 }
 
 /// Filters for listing deliveries.
@@ -370,10 +789,16 @@ pub fn list(
     Ok(query.load(conn)?)
 }
 
-pub fn get(conn: &mut Conn, id: &str) -> Result<Delivery, StoreError> {
-    deliveries::table
+/// A delivery, of `app_id` when given (another app's answers not found).
+pub fn get(conn: &mut Conn, app_id: Option<&str>, id: &str) -> Result<Delivery, StoreError> {
+    let mut query = deliveries::table
         .find(id)
         .select(Delivery::as_select())
+        .into_boxed();
+    if let Some(app_id) = app_id {
+        query = query.filter(deliveries::app_id.eq(app_id.to_string()));
+    }
+    query
         .first(conn)
         .optional()?
         .ok_or_else(|| StoreError::not_found("delivery", id))

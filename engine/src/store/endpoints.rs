@@ -7,7 +7,10 @@ use diesel::prelude::*;
 use super::schema::endpoints;
 use super::{Conn, StoreError};
 
-/// An endpoint row. `plugin_config` and `filter_types` are JSON text.
+/// An endpoint row. `plugin_config`, `filter_types`, `retry_schedule` and
+/// `rate_limit` are JSON text. The policy columns are `None` for "the
+/// engine's default"; the health columns are written by the delivery side
+/// (`delivery::health`) in the same transaction as the outcome that moved them.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = endpoints)]
 pub struct Endpoint {
@@ -24,6 +27,104 @@ pub struct Endpoint {
     pub created_at: i64,
     pub updated_at: i64,
     pub deleted_at: Option<i64>,
+    // Policy.
+    pub retry_schedule: Option<String>,
+    pub max_in_flight: Option<i32>,
+    pub rate_limit: Option<String>,
+    pub ordered: bool,
+    // Health.
+    pub breaker_state: i16,
+    pub breaker_trips: i32,
+    pub breaker_opened_at: Option<i64>,
+    pub breaker_retry_at: Option<i64>,
+    pub consecutive_failures: i32,
+    pub failing_since: Option<i64>,
+    pub last_success_at: Option<i64>,
+    pub last_failure_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+impl Endpoint {
+    /// A new endpoint with default policy and a clean bill of health.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        app_id: String,
+        url: String,
+        description: String,
+        plugin: String,
+        plugin_config: String,
+        filter_types: String,
+        secret: String,
+        now: i64,
+    ) -> Endpoint {
+        Endpoint {
+            id,
+            app_id,
+            url,
+            description,
+            plugin,
+            plugin_config,
+            filter_types,
+            secret,
+            enabled: true,
+            disabled_reason: None,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            retry_schedule: None,
+            max_in_flight: None,
+            rate_limit: None,
+            ordered: false,
+            breaker_state: 0,
+            breaker_trips: 0,
+            breaker_opened_at: None,
+            breaker_retry_at: None,
+            consecutive_failures: 0,
+            failing_since: None,
+            last_success_at: None,
+            last_failure_at: None,
+            last_error: None,
+        }
+    }
+
+    /// The health columns as one value.
+    pub fn health(&self) -> Health {
+        Health {
+            breaker_state: self.breaker_state,
+            breaker_trips: self.breaker_trips,
+            breaker_opened_at: self.breaker_opened_at,
+            breaker_retry_at: self.breaker_retry_at,
+            consecutive_failures: self.consecutive_failures,
+            failing_since: self.failing_since,
+            last_success_at: self.last_success_at,
+            last_failure_at: self.last_failure_at,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+/// An endpoint's health: its circuit breaker and its current failure streak.
+#[derive(Debug, Clone, PartialEq, Eq, Default, AsChangeset)]
+#[diesel(table_name = endpoints, treat_none_as_null = true)]
+pub struct Health {
+    pub breaker_state: i16,
+    pub breaker_trips: i32,
+    pub breaker_opened_at: Option<i64>,
+    pub breaker_retry_at: Option<i64>,
+    pub consecutive_failures: i32,
+    pub failing_since: Option<i64>,
+    pub last_success_at: Option<i64>,
+    pub last_failure_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// Writes an endpoint's health.
+pub fn set_health(conn: &mut Conn, id: &str, health: &Health) -> Result<(), StoreError> {
+    diesel::update(endpoints::table.find(id))
+        .set(health)
+        .execute(conn)?;
+    Ok(())
 }
 
 /// The fields an update may change; `None` leaves a field as it is.
@@ -39,6 +140,10 @@ pub struct EndpointChanges {
     pub enabled: Option<bool>,
     pub disabled_reason: Option<Option<String>>,
     pub updated_at: Option<i64>,
+    pub retry_schedule: Option<Option<String>>,
+    pub max_in_flight: Option<Option<i32>>,
+    pub rate_limit: Option<Option<String>>,
+    pub ordered: Option<bool>,
 }
 
 pub fn insert(conn: &mut Conn, endpoint: &Endpoint) -> Result<(), StoreError> {
@@ -98,12 +203,27 @@ pub fn by_ids(conn: &mut Conn, ids: &[&str]) -> Result<Vec<Endpoint>, StoreError
         .load(conn)?)
 }
 
+/// What an update changed beyond its fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Toggled {
+    /// The operator disabled it (its deliveries are now held).
+    pub disabled: bool,
+    /// The operator enabled it (its held deliveries resumed).
+    pub enabled: bool,
+}
+
+/// Applies `changes`. Disabling holds the endpoint's pending deliveries;
+/// enabling resumes its held ones and gives it a clean bill of health;
+/// changing the ordering re-marks its unfinished deliveries.
 pub fn update(
     conn: &mut Conn,
     app_id: &str,
     id: &str,
     changes: &EndpointChanges,
-) -> Result<Endpoint, StoreError> {
+    now: i64,
+) -> Result<(Endpoint, Toggled), StoreError> {
+    use super::deliveries::{self, HoldKind};
+    let before = get(conn, app_id, id)?;
     let target = endpoints::table
         .filter(endpoints::id.eq(id))
         .filter(endpoints::app_id.eq(app_id))
@@ -112,19 +232,52 @@ pub fn update(
     if n == 0 {
         return Err(StoreError::not_found("endpoint", id));
     }
-    get(conn, app_id, id)
+    let mut toggled = Toggled::default();
+    let after = get(conn, app_id, id)?;
+    if before.enabled && !after.enabled {
+        let reason = after.disabled_reason.as_deref().unwrap_or("disabled");
+        deliveries::hold_for_endpoint(conn, id, &format!("endpoint disabled: {reason}"))?;
+        toggled.disabled = true;
+    }
+    if !before.enabled && after.enabled {
+        set_health(conn, id, &Health::default())?;
+        deliveries::resume_held(conn, &[id.to_string()], HoldKind::Endpoint, now)?;
+        toggled.enabled = true;
+    }
+    if before.ordered != after.ordered {
+        deliveries::set_ordered(conn, id, after.ordered)?;
+    }
+    Ok((get(conn, app_id, id)?, toggled))
 }
 
-/// Disables an endpoint with a reason (a plugin's or the engine's verdict).
-pub fn disable(conn: &mut Conn, id: &str, reason: &str, now: i64) -> Result<(), StoreError> {
-    diesel::update(endpoints::table.find(id))
-        .set((
-            endpoints::enabled.eq(false),
-            endpoints::disabled_reason.eq(Some(reason)),
-            endpoints::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(())
+/// Disables an endpoint with a reason (a plugin's or the engine's verdict)
+/// and holds its pending deliveries. Returns false when it was already
+/// disabled (nothing changed).
+pub fn disable(conn: &mut Conn, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
+    let n = diesel::update(
+        endpoints::table
+            .find(id)
+            .filter(endpoints::enabled.eq(true)),
+    )
+    .set((
+        endpoints::enabled.eq(false),
+        endpoints::disabled_reason.eq(Some(reason)),
+        endpoints::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    if n > 0 {
+        super::deliveries::hold_for_endpoint(conn, id, &format!("endpoint disabled: {reason}"))?;
+    }
+    Ok(n > 0)
+}
+
+/// Endpoints by id whose plugin is `plugin`.
+pub fn using_plugin(conn: &mut Conn, plugin: &str) -> Result<Vec<String>, StoreError> {
+    Ok(endpoints::table
+        .filter(endpoints::plugin.eq(plugin))
+        .filter(endpoints::deleted_at.is_null())
+        .select(endpoints::id)
+        .load(conn)?)
 }
 
 pub fn soft_delete(conn: &mut Conn, app_id: &str, id: &str, now: i64) -> Result<(), StoreError> {
@@ -141,5 +294,6 @@ pub fn soft_delete(conn: &mut Conn, app_id: &str, id: &str, now: i64) -> Result<
     if n == 0 {
         return Err(StoreError::not_found("endpoint", id));
     }
+    super::deliveries::fail_for_deleted_endpoint(conn, id, now)?;
     Ok(())
 }

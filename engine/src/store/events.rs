@@ -60,6 +60,7 @@ pub struct Accepted {
 /// once without claiming them (see `delivery::handoff`).
 #[derive(Debug, Clone)]
 pub struct LeaseToSelf {
+    /// The claim token the deliveries are leased under.
     pub owner: Arc<str>,
     pub until: i64,
     /// Lease at most this many; the rest wait for a claim.
@@ -86,21 +87,9 @@ pub fn ingest(
     lease: Option<&LeaseToSelf>,
 ) -> Result<Ingested, StoreError> {
     apps::get(conn, app_id)?;
-    let targets: Vec<(Arc<endpoints::Endpoint>, TypeFilter)> = endpoints::receiving(conn, app_id)?
-        .into_iter()
-        .filter_map(|endpoint| match TypeFilter::from_json(&endpoint.filter_types) {
-            Ok(f) => Some((Arc::new(endpoint), f)),
-            Err(e) => {
-                // Filters are validated on write; a bad row is a bug, not the producer's fault.
-                tracing::error!(endpoint = %endpoint.id, error = %e, "stored filters do not parse; endpoint skipped");
-                None
-            }
-        })
-        .collect();
+    let targets = targets(conn, app_id)?;
     let mut out = Ingested::default();
-
-    let accepted = &mut out.accepted;
-    let mut fan_out = Vec::new();
+    let mut rows = Vec::new();
     for event in batch {
         let row = Event {
             id: new_id("evt"),
@@ -125,7 +114,7 @@ pub fn ingest(
                 .filter(events::ce_id.eq(&row.ce_id))
                 .select(events::id)
                 .first(conn)?;
-            accepted.push(Accepted {
+            out.accepted.push(Accepted {
                 id: existing,
                 event_id: row.ce_id,
                 source: row.source,
@@ -134,58 +123,126 @@ pub fn ingest(
             });
             continue;
         }
-        let before = fan_out.len();
-        let mut shared_row: Option<Arc<Event>> = None;
-        for (endpoint, filter) in &targets {
-            if !filter.matches(&row.event_type) {
-                continue;
-            }
-            let id = new_id("msg");
-            let leased = lease.filter(|l| out.leased.len() < l.max);
-            match leased {
-                Some(_) => {
-                    let event = shared_row
-                        .get_or_insert_with(|| Arc::new(row.clone()))
-                        .clone();
-                    out.leased.push(Claimed {
-                        id: id.clone(),
-                        attempts: 0,
-                        event,
-                        endpoint: endpoint.clone(),
-                    });
-                }
-                None => out.unleased += 1,
-            }
-            fan_out.push(NewDelivery {
-                id,
-                app_id: app_id.to_string(),
-                event_id: row.id.clone(),
-                endpoint_id: endpoint.id.clone(),
-                event_type: row.event_type.clone(),
-                status: DeliveryStatus::Pending as i16,
-                attempts: 0,
-                next_attempt_at: now,
-                lease_owner: leased.map(|l| l.owner.to_string()),
-                lease_until: leased.map(|l| l.until),
-                created_at: now,
-                updated_at: now,
-            });
-        }
-        accepted.push(Accepted {
+        let n = fan_out(&row, &targets, now, lease, &mut out, &mut rows);
+        out.accepted.push(Accepted {
             id: row.id,
             event_id: row.ce_id,
             source: row.source,
             duplicate: false,
-            deliveries: fan_out.len() - before,
+            deliveries: n,
         });
     }
-    // SQLite caps bound parameters per statement; 12 columns × 400 rows stays under it.
-    for chunk in fan_out.chunks(400) {
+    insert_deliveries(conn, &rows)?;
+    Ok(out)
+}
+
+/// Fans a stored event out again to the endpoints of its app that match it
+/// now (new deliveries, new webhook ids). Returns how many were created.
+pub fn replay(
+    conn: &mut Conn,
+    app_id: &str,
+    event_id: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let row = get(conn, Some(app_id), event_id)?;
+    let targets = targets(conn, app_id)?;
+    let mut out = Ingested::default();
+    let mut rows = Vec::new();
+    let n = fan_out(&row, &targets, now, None, &mut out, &mut rows);
+    insert_deliveries(conn, &rows)?;
+    Ok(n)
+}
+
+type Target = (Arc<endpoints::Endpoint>, TypeFilter);
+
+/// The app's receiving endpoints with their parsed filters.
+fn targets(conn: &mut Conn, app_id: &str) -> Result<Vec<Target>, StoreError> {
+    Ok(endpoints::receiving(conn, app_id)?
+        .into_iter()
+        .filter_map(|endpoint| match TypeFilter::from_json(&endpoint.filter_types) {
+            Ok(f) => Some((Arc::new(endpoint), f)),
+            Err(e) => {
+                // Filters are validated on write; a bad row is a bug, not the producer's fault.
+                tracing::error!(endpoint = %endpoint.id, error = %e, "stored filters do not parse; endpoint skipped");
+                None
+            }
+        })
+        .collect())
+}
+
+/// Creates the deliveries of `row` to the targets whose filters match it,
+/// leasing to this process what `lease` allows; returns how many.
+fn fan_out(
+    row: &Event,
+    targets: &[Target],
+    now: i64,
+    lease: Option<&LeaseToSelf>,
+    out: &mut Ingested,
+    rows: &mut Vec<NewDelivery>,
+) -> usize {
+    let before = rows.len();
+    let mut shared_row: Option<Arc<Event>> = None;
+    for (endpoint, filter) in targets {
+        if !filter.matches(&row.event_type) {
+            continue;
+        }
+        let id = new_id("msg");
+        // Ordered endpoints go through the claim (one at a time, in order),
+        // and so does an endpoint whose breaker is not closed: its
+        // deliveries wait for the probe.
+        let closed = endpoint.breaker_state == 0;
+        let next_attempt_at = match endpoint.breaker_retry_at {
+            Some(at) if !closed => at.max(now),
+            _ => now,
+        };
+        let leased = lease
+            .filter(|l| out.leased.len() < l.max)
+            .filter(|_| closed && !endpoint.ordered);
+        match leased {
+            Some(l) => {
+                let event = shared_row
+                    .get_or_insert_with(|| Arc::new(row.clone()))
+                    .clone();
+                out.leased.push(Claimed {
+                    id: id.clone(),
+                    token: l.owner.clone(),
+                    lease_until: l.until,
+                    attempts: 0,
+                    schedule_start: 0,
+                    requests_done: 0,
+                    event,
+                    endpoint: endpoint.clone(),
+                });
+            }
+            None => out.unleased += 1,
+        }
+        rows.push(NewDelivery {
+            id,
+            app_id: row.app_id.clone(),
+            event_id: row.id.clone(),
+            endpoint_id: endpoint.id.clone(),
+            event_type: row.event_type.clone(),
+            status: DeliveryStatus::Pending as i16,
+            attempts: 0,
+            next_attempt_at,
+            lease_owner: leased.map(|l| l.owner.to_string()),
+            lease_until: leased.map(|l| l.until),
+            created_at: now,
+            updated_at: now,
+            ordered: endpoint.ordered,
+        });
+    }
+    rows.len() - before
+}
+
+fn insert_deliveries(conn: &mut Conn, rows: &[NewDelivery]) -> Result<(), StoreError> {
+    // SQLite caps bound parameters per statement; 13 columns × 400 rows stays under it.
+    for chunk in rows.chunks(400) {
         diesel::insert_into(deliveries::table)
             .values(chunk)
             .execute(conn)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 pub fn get(conn: &mut Conn, app_id: Option<&str>, id: &str) -> Result<Event, StoreError> {
@@ -207,4 +264,21 @@ pub fn by_ids(conn: &mut Conn, ids: &[&str]) -> Result<Vec<Event>, StoreError> {
         .filter(events::id.eq_any(ids))
         .select(Event::as_select())
         .load(conn)?)
+}
+
+/// Deletes up to `limit` events received before `before` that no delivery
+/// refers to any more. Returns how many.
+pub fn prune_orphans(conn: &mut Conn, before: i64, limit: i64) -> Result<usize, StoreError> {
+    let referenced = deliveries::table.select(deliveries::event_id);
+    // Ids are ULIDs: an id range is a time range, walked on the primary key.
+    let ids: Vec<String> = events::table
+        .filter(events::id.lt(crate::id::id_at("evt", before)))
+        .filter(events::id.ne_all(referenced))
+        .select(events::id)
+        .limit(limit)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::delete(events::table.filter(events::id.eq_any(&ids))).execute(conn)?)
 }

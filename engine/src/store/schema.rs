@@ -23,6 +23,19 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         deleted_at -> Nullable<BigInt>,
+        retry_schedule -> Nullable<Text>,
+        max_in_flight -> Nullable<Integer>,
+        rate_limit -> Nullable<Text>,
+        ordered -> Bool,
+        breaker_state -> SmallInt,
+        breaker_trips -> Integer,
+        breaker_opened_at -> Nullable<BigInt>,
+        breaker_retry_at -> Nullable<BigInt>,
+        consecutive_failures -> Integer,
+        failing_since -> Nullable<BigInt>,
+        last_success_at -> Nullable<BigInt>,
+        last_failure_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
     }
 }
 
@@ -57,6 +70,10 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         finished_at -> Nullable<BigInt>,
+        hold_kind -> SmallInt,
+        schedule_start -> Integer,
+        requests_done -> Integer,
+        ordered -> Bool,
     }
 }
 
@@ -77,8 +94,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    operations (id) {
+        id -> Text,
+        app_id -> Text,
+        kind -> Text,
+        target -> Text,
+        params -> Text,
+        state -> Text,
+        total -> Integer,
+        done -> Integer,
+        cursor -> Nullable<Text>,
+        error -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(endpoints -> apps (app_id));
+diesel::joinable!(operations -> apps (app_id));
 diesel::joinable!(deliveries -> events (event_id));
 diesel::joinable!(deliveries -> endpoints (endpoint_id));
 diesel::joinable!(attempts -> deliveries (delivery_id));
-diesel::allow_tables_to_appear_in_same_query!(apps, endpoints, events, deliveries, attempts);
+diesel::allow_tables_to_appear_in_same_query!(
+    apps, endpoints, events, deliveries, attempts, operations
+);

@@ -2,8 +2,13 @@
 //! job that is waiting in one transaction (group commit). SQLite allows one
 //! writer at a time anyway; doing it in one place avoids lock contention and
 //! turns N fsyncs into one.
+//!
+//! Its queue is bounded. Internal writers (the dispatcher) wait for room;
+//! ingest uses [`Writer::try_run`], which refuses at once when the queue is
+//! full, so the API answers 503 with `Retry-After` instead of letting
+//! requests pile up in memory.
 
-use std::sync::mpsc;
+use tokio::sync::mpsc;
 
 use diesel::Connection as _;
 
@@ -22,6 +27,9 @@ enum Message {
 /// every caller for long.
 const MAX_GROUP: usize = 1024;
 
+/// Jobs that may wait for the writer.
+const QUEUE: usize = 4096;
+
 #[derive(Clone)]
 pub(super) struct Writer {
     tx: mpsc::Sender<Message>,
@@ -29,7 +37,7 @@ pub(super) struct Writer {
 
 impl Writer {
     pub(super) fn start(conn: Conn) -> Writer {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("hookline-writer".into())
             .spawn(move || run(conn, rx))
@@ -37,7 +45,26 @@ impl Writer {
         Writer { tx }
     }
 
+    /// Runs `f` in a group transaction, waiting for room in the queue.
     pub(super) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(f, false).await
+    }
+
+    /// Runs `f` in a group transaction, or refuses at once with
+    /// [`StoreError::Busy`] when the queue is full.
+    pub(super) async fn try_run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(f, true).await
+    }
+
+    async fn submit<T, F>(&self, f: F, refuse_when_full: bool) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
@@ -55,25 +82,36 @@ impl Writer {
                 let _ = tx.send(result);
             })
         });
-        self.tx
-            .send(Message::Job(job))
-            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
+        let stopped = || StoreError::Unavailable("the store writer has stopped".into());
+        if refuse_when_full {
+            self.tx.try_send(Message::Job(job)).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    StoreError::Busy(format!("{QUEUE} writes are waiting"))
+                }
+                mpsc::error::TrySendError::Closed(_) => stopped(),
+            })?;
+        } else {
+            self.tx
+                .send(Message::Job(job))
+                .await
+                .map_err(|_| stopped())?;
+        }
         rx.await
             .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?
     }
 
     pub(super) async fn close(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.tx.send(Message::Close(tx)).is_ok() {
+        if self.tx.send(Message::Close(tx)).await.is_ok() {
             let _ = rx.await;
         }
     }
 }
 
-fn run(mut conn: Conn, rx: mpsc::Receiver<Message>) {
+fn run(mut conn: Conn, mut rx: mpsc::Receiver<Message>) {
     let mut closing = Vec::new();
     let (mut total_jobs, mut total_groups) = (0u64, 0u64);
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = rx.blocking_recv() {
         let mut jobs = Vec::new();
         let mut next = Some(first);
         while let Some(message) = next.take() {

@@ -253,3 +253,35 @@ async fn deliveries_are_listed_newest_first_in_pages() {
     assert_eq!(status, 422);
     assert_eq!(out["error"]["field"], "status");
 }
+
+/// Every error the API sends is the documented JSON shape, including the ones
+/// axum's extractors and router would answer in plain text or empty.
+#[tokio::test]
+async fn malformed_queries_unknown_routes_and_methods_answer_in_the_error_shape() {
+    let engine = Engine::start().await;
+    let http = reqwest::Client::new();
+    let cases = [
+        ("GET", "/v1/deliveries?limit=abc", 400, Some("limit")),
+        ("GET", "/v1/apps?limit=1e3", 400, Some("limit")),
+        ("GET", "/v1/no-such-thing", 404, None),
+        ("PUT", "/v1/apps", 405, None),
+    ];
+    for (method, path, status, field) in cases {
+        let r = http
+            .request(method.parse().unwrap(), format!("{}{path}", engine.url))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), status, "{method} {path}");
+        let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert_eq!(content_type, "application/json", "{method} {path}");
+        let body: serde_json::Value = r.json().await.expect("a JSON body");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "{method} {path}: {body}");
+        assert!(body["error"]["code"].is_string(), "{method} {path}: {body}");
+        if let Some(field) = field {
+            assert_eq!(body["error"]["field"], field, "{method} {path}: {body}");
+            assert!(message.starts_with(field), "{body}");
+        }
+    }
+}

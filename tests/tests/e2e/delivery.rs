@@ -275,34 +275,35 @@ async fn a_500_then_200_is_delivered_once_after_a_recorded_failure() {
 }
 
 #[tokio::test]
-async fn permanent_failures_and_gone_endpoints() {
+async fn a_4xx_is_retried_and_a_410_disables_and_holds_until_enabled() {
     let engine = Engine::start().await;
-    let mut bad_request = Receiver::answering(400, "nope").await;
-    let mut gone = Receiver::answering(410, "gone").await;
+    let mut bad_request = Receiver::start().await;
+    bad_request.script(&[(400, "nope")]);
+    let mut gone = Receiver::start().await;
+    gone.script(&[(410, "gone")]);
     let app = engine.create_app("failing").await;
-    let a = engine
+    engine
         .create_endpoint(&app, json!({ "url": bad_request.url }))
         .await;
     let g = engine
         .create_endpoint(&app, json!({ "url": gone.url }))
         .await;
+    let g_path = format!("/v1/apps/{app}/endpoints/{}", g["id"].as_str().unwrap());
     engine.emit(&app, event("p1", "order.created")).await;
-    bad_request.next(WAIT).await;
+    let first = bad_request.next(WAIT).await;
+    let again = bad_request.next(WAIT).await;
+    assert_eq!(
+        first.header("webhook-id"),
+        again.header("webhook-id"),
+        "a 400 is retried, like a receiver mid-deploy"
+    );
     gone.next(WAIT).await;
 
-    let failed = engine
-        .wait_deliveries(&format!("app_id={app}&status=failed"), 2)
+    let held = engine
+        .wait_deliveries(&format!("app_id={app}&status=held"), 1)
         .await;
-    assert!(
-        failed.iter().all(|d| d["attempts"] == 1),
-        "4xx is not retried: {failed:?}"
-    );
-    let (_, endpoint) = engine
-        .get(&format!(
-            "/v1/apps/{app}/endpoints/{}",
-            g["id"].as_str().unwrap()
-        ))
-        .await;
+    assert_eq!(held[0]["held_for"], "endpoint", "{held:?}");
+    let (_, endpoint) = engine.get(&g_path).await;
     assert_eq!(endpoint["enabled"], false, "410 disables the endpoint");
     assert!(
         endpoint["disabled_reason"]
@@ -310,34 +311,27 @@ async fn permanent_failures_and_gone_endpoints() {
             .unwrap()
             .contains("410")
     );
-    let (_, endpoint) = engine
-        .get(&format!(
-            "/v1/apps/{app}/endpoints/{}",
-            a["id"].as_str().unwrap()
-        ))
-        .await;
-    assert_eq!(endpoint["enabled"], true);
 
     // A disabled endpoint gets no new deliveries.
     let accepted = engine.emit(&app, event("p2", "order.created")).await;
     assert_eq!(accepted[0]["deliveries"], 1);
+
+    // Enabling it sends what was held.
+    let (status, _) = engine.patch(&g_path, &json!({ "enabled": true })).await;
+    assert_eq!(status, 200);
+    let resent = gone.next(WAIT).await;
+    assert_eq!(resent.header("webhook-id"), held[0]["id"].as_str().unwrap());
+    engine
+        .wait_deliveries(&format!("app_id={app}&status=delivered"), 3)
+        .await;
 }
 
 #[tokio::test]
 async fn retry_after_and_exhausted_attempts() {
     let engine = Engine::start_with(hookline_tests::EngineOptions {
-        args: [
-            "--retry-base",
-            "50ms",
-            "--retry-max-delay",
-            "200ms",
-            "--max-attempts",
-            "3",
-            "--durability",
-            "normal",
-        ]
-        .map(String::from)
-        .to_vec(),
+        args: ["--retry-schedule", "50ms,200ms", "--durability", "normal"]
+            .map(String::from)
+            .to_vec(),
         ..Default::default()
     })
     .await;

@@ -224,8 +224,8 @@ async fn bad_files_are_refused_while_deliveries_go_on() {
 async fn a_misbehaving_plugin_is_contained_then_quarantined_and_a_new_version_lifts_it() {
     let mut options = EngineOptions::default();
     options
-        .args
-        .extend(["--plugin-quarantine-after", "4", "--max-attempts", "1"].map(String::from));
+        .set("--plugin-quarantine-after", "4")
+        .set("--retry-schedule", "");
     let engine = Engine::start_with(options).await;
     let mut mischief_rx = Receiver::start().await;
     let mut plain_rx = Receiver::start().await;
@@ -291,12 +291,13 @@ async fn a_misbehaving_plugin_is_contained_then_quarantined_and_a_new_version_li
     plain_rx.next(WAIT).await;
     let waiting = eventually("the calm delivery to wait for the plugin", WAIT, || async {
         let d = engine
-            .deliveries(&format!("event_id={calm}&status=pending"))
+            .deliveries(&format!("event_id={calm}&status=held"))
             .await;
         d.into_iter().find(|d| {
-            d["last_error"]
-                .as_str()
-                .is_some_and(|e| e.contains("waiting for plugin"))
+            d["held_for"] == "plugin"
+                && d["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("waiting for plugin"))
         })
     })
     .await;
@@ -336,14 +337,15 @@ async fn removing_a_plugin_makes_deliveries_wait_until_it_returns() {
         .emit(&app, json!({ "id": "r1", "source": "s", "type": "t" }))
         .await;
     let event = accepted[0]["id"].as_str().unwrap().to_string();
-    eventually("the delivery to wait", WAIT, || async {
+    eventually("the delivery to be held for its plugin", WAIT, || async {
         let d = engine
-            .deliveries(&format!("event_id={event}&status=pending"))
+            .deliveries(&format!("event_id={event}&status=held"))
             .await;
         d.into_iter().find(|d| {
-            d["last_error"]
-                .as_str()
-                .is_some_and(|e| e.contains("not loaded"))
+            d["held_for"] == "plugin"
+                && d["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("not loaded"))
         })
     })
     .await;

@@ -52,7 +52,10 @@ async fn shutdown_lets_a_delivery_in_flight_finish() {
 async fn a_delivery_still_in_flight_at_the_deadline_is_sent_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = Receiver::holding().await;
-    let mut engine = Engine::start_with(options(dir.path(), "300ms")).await;
+    // The request would wait a minute: shutdown must not.
+    let mut slow = options(dir.path(), "300ms");
+    slow.set("--request-timeout", "60s").set("--lease", "90s");
+    let mut engine = Engine::start_with(slow).await;
     let app = engine.create_app("deadline").await;
     engine
         .create_endpoint(&app, json!({ "url": receiver.url }))
@@ -62,8 +65,14 @@ async fn a_delivery_still_in_flight_at_the_deadline_is_sent_after_restart() {
         .await;
 
     let first = receiver.next(WAIT).await;
+    let stopping = std::time::Instant::now();
     let status = tokio::task::block_in_place(|| engine.stop()).expect("was running");
+    let took = stopping.elapsed();
     assert!(status.success(), "{}", engine.log());
+    assert!(
+        took < Duration::from_secs(10),
+        "shutdown took {took:?} with a grace of 300ms: the grace period is not enforced"
+    );
     assert!(
         engine.log().contains("leases are given back"),
         "{}",

@@ -3,8 +3,10 @@
 //! binary made of modules, so it links once.
 
 mod api_errors;
+mod crash;
 mod delivery;
 mod hot_reload;
 mod lifecycle;
 mod plugins;
+mod reliability;
 mod scaffold;
