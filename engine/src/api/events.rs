@@ -56,7 +56,8 @@ async fn ingest(
         match result {
             Ok(ingested) => {
                 // Committed: now the dispatcher may send them.
-                handoff.deliver(reservation, ingested.leased, ingested.unleased);
+                let claimable = ingested.unleased - ingested.skipped_full;
+                handoff.deliver(reservation, ingested.leased, claimable);
                 Ok(ingested.accepted)
             }
             Err(e) => {

@@ -178,6 +178,9 @@ pub struct BenchArgs {
     /// Plugin of the benchmark's endpoint.
     #[arg(long, default_value = "webhook")]
     pub plugin: String,
+    /// Requests in flight to the benchmark's endpoint (its `max_in_flight`).
+    #[arg(long, default_value_t = 1000)]
+    pub endpoint_max_in_flight: u32,
     /// Commit durability of the engine under test.
     #[arg(long, value_enum, default_value = "full")]
     pub durability: Durability,

@@ -159,7 +159,15 @@ async fn drive(
     let app = app["id"].as_str().context("no app id")?.to_string();
     let ep = http
         .post(format!("{engine}/v1/apps/{app}/endpoints"))
-        .json(&json!({"url": format!("{receiver}/hook"), "plugin": args.plugin}))
+        // One endpoint that takes all the engine can send: the bench measures
+        // the engine, not the per-endpoint caps that protect other endpoints
+        // (nor a chat platform's rate limit, when --plugin names one).
+        .json(&json!({
+            "url": format!("{receiver}/hook"),
+            "plugin": args.plugin,
+            "max_in_flight": args.endpoint_max_in_flight,
+            "rate_limit": {"per_second": 0},
+        }))
         .send()
         .await?;
     anyhow::ensure!(

@@ -165,6 +165,9 @@ impl Dispatcher {
             tasks: JoinSet::new(),
             done_tx,
             give_back: Vec::new(),
+            refused: false,
+            refill: false,
+            empty_claim_at: None,
         };
         tracing::info!(%owner, "dispatcher started");
 
@@ -172,6 +175,9 @@ impl Dispatcher {
         let mut claim_due = true;
         let mut next_claim = Instant::now();
         let mut last_gc = Instant::now();
+        let mut last_saturated = Instant::now();
+        // The last claim stopped for lack of room, not of work.
+        let mut room_wanted = false;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -183,6 +189,20 @@ impl Dispatcher {
                 loop_.start(job);
             }
             loop_.flush_give_backs();
+            if loop_.refused || last_saturated.elapsed() > Duration::from_millis(50) {
+                loop_.refused = false;
+                let saturated = loop_.lanes.saturated(Instant::now());
+                // Ingest stores these endpoints' deliveries unleased: claim
+                // them as their lanes drain.
+                loop_.lanes.mark_backlog(&saturated);
+                handoff.set_saturated(saturated);
+                last_saturated = Instant::now();
+            }
+            if loop_.refill {
+                loop_.refill = false;
+                claim_due = true;
+                next_claim = next_claim.min(Instant::now());
+            }
             if last_gc.elapsed() > Duration::from_secs(60) {
                 loop_.lanes.forget_idle();
                 last_gc = Instant::now();
@@ -194,6 +214,12 @@ impl Dispatcher {
                 _ = shutdown.changed() => break,
                 Some(done) = done_rx.recv() => {
                     loop_.finished(done, &complete_tx).await;
+                    let busy = loop_.tasks.len() + loop_.lanes.waiting();
+                    if room_wanted && max.saturating_sub(busy) >= (ctx.options.claim_batch / 4).max(1) {
+                        room_wanted = false;
+                        claim_due = true;
+                        next_claim = Instant::now();
+                    }
                     continue;
                 }
                 Some(written) = written_rx.recv() => {
@@ -233,38 +259,52 @@ impl Dispatcher {
                 continue;
             }
             // Claim while there is room and work. With little room, wait for
-            // more to free up rather than claim a handful at a time.
+            // more to free up (a finished task brings the claim back) rather
+            // than claim a handful at a time.
+            let mut throttled = false;
             loop {
                 let busy = loop_.tasks.len() + loop_.lanes.waiting();
                 let room = max.saturating_sub(busy).min(ctx.options.claim_batch);
                 if room == 0 || (room < ctx.options.claim_batch / 4 && busy > 0) {
+                    room_wanted = true;
+                    break;
+                }
+                // A claim that leaves full lanes out scans past their
+                // backlog; when the last such claim found nothing, don't
+                // repeat it on every wake-up.
+                if loop_
+                    .empty_claim_at
+                    .is_some_and(|at| at.elapsed() < Duration::from_millis(100))
+                    && !loop_.lanes.saturated(Instant::now()).is_empty()
+                {
+                    throttled = true;
                     break;
                 }
                 match loop_.claim(room).await {
-                    Ok(n) => {
-                        if n < room {
-                            claim_due = false;
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "claiming deliveries failed");
-                        claim_due = false;
-                        break;
-                    }
+                    Ok(n) if n == room => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "claiming deliveries failed"),
                 }
+                claim_due = false;
+                break;
             }
 
             // Claim again when the next retry falls due, or after the poll
-            // interval (leases that ran out, other processes' work).
-            let next_due = ctx.store.read(deliveries::next_due).await.ok().flatten();
-            let mut sleep = ctx.options.poll_interval;
-            if let Some(due) = next_due {
-                let until = Duration::from_millis((due - now_ms()).max(0) as u64);
-                // Due now but not claimable (leased, maybe to us): don't spin.
-                sleep = sleep.min(until.max(Duration::from_millis(20)));
-            }
+            // interval (leases that ran out, other processes' work). Work that
+            // is due now but was not claimed is leased, or waits for a full
+            // lane: a finished task, a wake-up or the poll brings it, not a
+            // rescan of the queue.
+            let now = now_ms();
+            let sleep = match ctx.store.read(deliveries::next_due).await.ok().flatten() {
+                Some(due) if due > now => {
+                    Duration::from_millis((due - now) as u64).min(ctx.options.poll_interval)
+                }
+                _ => ctx.options.poll_interval,
+            };
             next_claim = Instant::now() + sleep;
+            if throttled {
+                next_claim = next_claim.min(Instant::now() + Duration::from_millis(100));
+            }
         }
 
         tracing::info!("dispatcher stopping: waiting for deliveries in flight");
@@ -317,6 +357,12 @@ struct Loop {
     done_tx: mpsc::Sender<TaskDone>,
     /// Deliveries to give back to the store: (id, claim token, due at).
     give_back: Vec<(String, Arc<str>, i64)>,
+    /// A lane refused a delivery: tell ingest which lanes are full now.
+    refused: bool,
+    /// A lane with deliveries waiting in the store has drained: claim.
+    refill: bool,
+    /// When the last claim that left full lanes out found nothing.
+    empty_claim_at: Option<Instant>,
 }
 
 impl Loop {
@@ -346,7 +392,10 @@ impl Loop {
         match self.lanes.offer(job, limits, Instant::now()) {
             Offer::Start(job) => self.start(job),
             Offer::Queued => {}
-            Offer::Refused(job, due) => self.give_back.push((job.id, job.token, due)),
+            Offer::Refused(job, due) => {
+                self.refused = true;
+                self.give_back.push((job.id, job.token, due));
+            }
         }
     }
 
@@ -371,7 +420,9 @@ impl Loop {
 
     async fn finished(&mut self, done: TaskDone, complete: &mpsc::Sender<Completion>) {
         let endpoint = done.completion.endpoint_id.clone();
-        self.lanes.finished(&endpoint);
+        if self.lanes.finished(&endpoint) {
+            self.refill = true;
+        }
         if let Some(pause) = done.pause {
             self.lanes.pause(&endpoint, Instant::now() + pause);
         }
@@ -385,13 +436,21 @@ impl Loop {
     /// how many the claim took.
     async fn claim(&mut self, room: usize) -> Result<usize, crate::store::StoreError> {
         let now = now_ms();
+        let exclude = self.lanes.saturated(Instant::now());
+        self.handoff.set_saturated(exclude.clone());
+        let excluded = exclude.clone();
         let request = ClaimRequest {
             token: self.handoff.token(),
             now,
             lease_until: now + self.ctx.options.lease.as_millis() as i64,
             limit: room as i64,
-            exclude: self.lanes.saturated(Instant::now()),
+            exclude,
+            per_endpoint: self
+                .lanes
+                .per_endpoint(self.ctx.options.endpoint_max_in_flight)
+                as i64,
         };
+        let per_endpoint = request.per_endpoint as usize;
         let policy = self.ctx.health.clone();
         let (taken, claimed) = self
             .ctx
@@ -402,6 +461,20 @@ impl Loop {
                 Ok((taken, health::gate(c, claimed, request.now, &policy)?))
             })
             .await?;
+        let mut per: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for job in &claimed {
+            *per.entry(job.endpoint.id.as_str()).or_default() += 1;
+        }
+        self.lanes.claimed(&per, per_endpoint, &excluded);
+        self.empty_claim_at = (taken == 0 && !excluded.is_empty()).then(Instant::now);
+        tracing::debug!(
+            taken,
+            going = claimed.len(),
+            room,
+            excluded = excluded.len(),
+            per_endpoint,
+            "claimed"
+        );
         for job in claimed {
             self.offer(job);
         }
@@ -555,6 +628,13 @@ async fn deliver(ctx: &Context, job: Claimed) -> (Completion, Option<Duration>) 
 
     let result = attempt(ctx, &job, &plugin).await;
     let attempts = job.attempts + 1;
+    // A failed probe says the endpoint is still down, not that this delivery
+    // used up a step of its schedule: its schedule starts one later.
+    let schedule_start = if job.probe && matches!(result.outcome, Outcome::Retry(_)) {
+        job.schedule_start + 1
+    } else {
+        job.schedule_start
+    };
     let now = now_ms();
     let mut error = result.error;
     let (status, hold, next_attempt_at) = match result.outcome {
@@ -568,7 +648,7 @@ async fn deliver(ctx: &Context, job: Claimed) -> (Completion, Option<Duration>) 
                 .retry_schedule
                 .as_deref()
                 .and_then(|s| RetrySchedule::from_json(s).ok());
-            let failed = (attempts - job.schedule_start).max(1) as u32;
+            let failed = (attempts - schedule_start).max(1) as u32;
             match ctx
                 .policy
                 .delay(schedule.as_ref(), failed, after, rand::random())
@@ -617,6 +697,7 @@ async fn deliver(ctx: &Context, job: Claimed) -> (Completion, Option<Duration>) 
         token: job.token,
         status,
         attempts,
+        schedule_start,
         next_attempt_at,
         last_error: error,
         requests_done: result.requests_done,
@@ -640,6 +721,7 @@ fn without_attempt(
         token: job.token.clone(),
         status,
         attempts: job.attempts,
+        schedule_start: job.schedule_start,
         next_attempt_at: now_ms(),
         last_error: Some(why),
         requests_done: job.requests_done,

@@ -11,8 +11,9 @@
 //! dispatcher to claim. Nothing depends on the handoff for safety: if the
 //! process dies, the leases run out and the deliveries are claimed again.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -29,6 +30,10 @@ pub struct Handoff {
     used: AtomicUsize,
     claims: AtomicU64,
     tx: mpsc::Sender<Claimed>,
+    /// Endpoints whose lanes are full: ingest stores their deliveries
+    /// unleased (the dispatcher claims them when there is room) rather than
+    /// handing over what the lane would only send back.
+    saturated: RwLock<Arc<HashSet<String>>>,
     /// Wakes the dispatcher to claim from the store.
     pub wake: Notify,
 }
@@ -60,6 +65,7 @@ impl Handoff {
             used: AtomicUsize::new(0),
             claims: AtomicU64::new(0),
             tx,
+            saturated: RwLock::default(),
             wake: Notify::new(),
         };
         (Arc::new(handoff), HandoffReceiver { rx })
@@ -85,11 +91,17 @@ impl Handoff {
                 got = want.min(self.capacity.saturating_sub(used));
                 Some(used + got)
             });
+        let skip = self
+            .saturated
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         Reservation {
             lease: LeaseToSelf {
                 owner: self.token(),
                 until: now_ms() + self.lease.as_millis() as i64,
                 max: got,
+                skip,
             },
         }
     }
@@ -116,6 +128,14 @@ impl Handoff {
     /// Gives back a reservation whose ingest stored nothing.
     pub fn cancel(&self, reservation: Reservation) {
         self.used.fetch_sub(reservation.lease.max, Ordering::AcqRel);
+    }
+
+    /// The dispatcher says which endpoints' lanes are full now.
+    pub(super) fn set_saturated(&self, endpoints: Vec<String>) {
+        let mut current = self.saturated.write().unwrap_or_else(|p| p.into_inner());
+        if current.len() != endpoints.len() || endpoints.iter().any(|e| !current.contains(e)) {
+            *current = Arc::new(endpoints.into_iter().collect());
+        }
     }
 
     /// The dispatcher took one delivery off the channel.

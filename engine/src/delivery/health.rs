@@ -232,8 +232,8 @@ pub fn gate(
     let mut back: Vec<(String, Arc<str>, i64)> = Vec::new();
     // Decisions per endpoint, taken once per claim.
     let mut decided: Vec<(String, Admit)> = Vec::new();
-    for job in claimed {
-        let endpoint = &job.endpoint;
+    for mut job in claimed {
+        let endpoint = job.endpoint.clone();
         if endpoint.breaker_state == BreakerState::Closed as i16 {
             go.push(job);
             continue;
@@ -256,7 +256,11 @@ pub fn gate(
             }
         };
         match decision {
-            Admit::Go | Admit::Probe { .. } => go.push(job),
+            Admit::Go => go.push(job),
+            Admit::Probe { .. } => {
+                job.probe = true;
+                go.push(job);
+            }
             Admit::Wait(until) => back.push((job.id.clone(), job.token.clone(), until)),
         }
     }

@@ -94,6 +94,10 @@ struct Lane {
     /// The endpoint's breaker is open until then (ms): nothing goes, nothing waits.
     blocked_until: Option<(Instant, i64)>,
     waiting: VecDeque<Claimed>,
+    /// Deliveries of this endpoint are due in the store that the lane had no
+    /// room for (it refused some, or ingest stored them unleased while it
+    /// was full): claim for it again as it drains.
+    backlog: bool,
 }
 
 impl Lane {
@@ -106,6 +110,7 @@ impl Lane {
             paused_until: None,
             blocked_until: None,
             waiting: VecDeque::new(),
+            backlog: false,
         }
     }
 
@@ -198,14 +203,19 @@ impl Lanes {
 
     /// Offers a delivery to its endpoint's lane.
     pub fn offer(&mut self, job: Claimed, limits: LaneLimits, now: Instant) -> Offer {
-        let queue_cap = self.queue_cap;
         let max_pause = self.max_queued_pause;
-        let key: Arc<str> = job.endpoint.id.as_str().into();
+        // Look up before inserting: the key is allocated once per endpoint,
+        // not once per delivery.
+        if !self.lanes.contains_key(job.endpoint.id.as_str()) {
+            self.lanes
+                .insert(job.endpoint.id.as_str().into(), Lane::new(limits, now));
+        }
         let lane = self
             .lanes
-            .entry(key)
-            .or_insert_with(|| Lane::new(limits, now));
+            .get_mut(job.endpoint.id.as_str())
+            .expect("inserted above");
         lane.limits = limits;
+        let queue_cap = self.queue_cap.max(2 * limits.max_in_flight);
         if let Some(due) = lane.blocked(now) {
             // The breaker is open: back to the store until its probe is due
             // (the claim decides who probes).
@@ -220,17 +230,20 @@ impl Lanes {
             .map(|t| t.saturating_duration_since(now));
         if lane.waiting.len() >= queue_cap || wait.is_some_and(|w| w > max_pause) {
             // Due again when this lane should have room: after its pause, or
-            // after the queue ahead of it has drained at its rate.
+            // after the queue ahead of it has drained at its rate. A lane that
+            // is only full is left out of claims until it has room, so its
+            // deliveries may be due at once.
             let ahead = lane.waiting.len() as f64 + 1.0;
             let drain = lane
                 .limits
                 .rate
                 .filter(|r| r.per_second > 0.0)
-                .map_or(Duration::from_secs(1), |r| {
+                .map_or(Duration::ZERO, |r| {
                     Duration::from_secs_f64(ahead / r.per_second)
                 });
             let after = wait.unwrap_or_default().max(drain);
             let due = crate::id::now_ms() + after.as_millis() as i64;
+            lane.backlog = true;
             return Offer::Refused(job, due);
         }
         lane.waiting.push_back(job);
@@ -238,10 +251,47 @@ impl Lanes {
         Offer::Queued
     }
 
-    /// A delivery of `endpoint` finished.
-    pub fn finished(&mut self, endpoint: &str) {
-        if let Some(lane) = self.lanes.get_mut(endpoint) {
-            lane.in_flight = lane.in_flight.saturating_sub(1);
+    /// A delivery of `endpoint` finished. Returns true when its lane has
+    /// drained to half its queue and the store holds more for it: time to
+    /// claim again.
+    pub fn finished(&mut self, endpoint: &str) -> bool {
+        let queue_cap = self.queue_cap;
+        match self.lanes.get_mut(endpoint) {
+            Some(lane) => {
+                lane.in_flight = lane.in_flight.saturating_sub(1);
+                let cap = queue_cap.max(2 * lane.limits.max_in_flight);
+                lane.backlog && lane.waiting.len() <= cap / 2
+            }
+            None => false,
+        }
+    }
+
+    /// Marks lanes whose endpoints may have deliveries waiting in the store
+    /// (ingest skipped them while they were full).
+    pub fn mark_backlog(&mut self, endpoints: &[String]) {
+        for id in endpoints {
+            if let Some(lane) = self.lanes.get_mut(id.as_str()) {
+                lane.backlog = true;
+            }
+        }
+    }
+
+    /// A claim that left out `excluded` took `taken` deliveries of each
+    /// endpoint, out of at most `per_endpoint`: a lane it looked at that got
+    /// fewer has nothing more due in the store.
+    pub fn claimed(
+        &mut self,
+        taken: &std::collections::HashMap<&str, usize>,
+        per_endpoint: usize,
+        excluded: &[String],
+    ) {
+        for (id, lane) in self.lanes.iter_mut() {
+            if lane.backlog
+                && taken.get(&**id).copied().unwrap_or(0) < per_endpoint
+                && !excluded.iter().any(|e| **e == **id)
+            {
+                lane.backlog = false;
+            }
         }
     }
 
@@ -306,15 +356,30 @@ impl Lanes {
         (out, next)
     }
 
+    /// How many deliveries a claim may take for any one endpoint: the most
+    /// room any lane has left (in flight and waiting), and at least the
+    /// default in-flight cap for endpoints without a lane yet.
+    pub fn per_endpoint(&self, default_max_in_flight: usize) -> usize {
+        self.lanes
+            .values()
+            .map(|l| {
+                let capacity =
+                    l.limits.max_in_flight + self.queue_cap.max(2 * l.limits.max_in_flight);
+                capacity.saturating_sub(l.in_flight + l.waiting.len())
+            })
+            .fold(default_max_in_flight.max(1), usize::max)
+    }
+
     /// Endpoints whose lanes cannot take another delivery now: claims skip them.
     pub fn saturated(&mut self, now: Instant) -> Vec<String> {
         let queue_cap = self.queue_cap;
         self.lanes
             .iter_mut()
             .filter_map(|(id, lane)| {
+                // Full: its queue cannot take more. A lane at its cap with a
+                // few waiting is not full: a claim may top its queue up.
                 let full = lane.blocked(now).is_some()
-                    || lane.waiting.len() >= queue_cap
-                    || (!lane.waiting.is_empty() && !lane.can_start(now))
+                    || lane.waiting.len() >= queue_cap.max(2 * lane.limits.max_in_flight)
                     || lane
                         .paused_until
                         .is_some_and(|p| p > now + Duration::from_millis(100));
@@ -371,6 +436,7 @@ mod tests {
             attempts: 0,
             schedule_start: 0,
             requests_done: 0,
+            probe: false,
             event: Arc::new(Event {
                 id: "evt".into(),
                 app_id: "app".into(),
@@ -404,26 +470,38 @@ mod tests {
             lanes.offer(job("a", 1), CAP2, now),
             Offer::Start(_)
         ));
-        assert!(matches!(lanes.offer(job("a", 2), CAP2, now), Offer::Queued));
-        assert!(matches!(lanes.offer(job("a", 3), CAP2, now), Offer::Queued));
+        // The queue holds twice the in-flight cap (at least the configured 2).
+        for n in 2..6 {
+            assert!(matches!(lanes.offer(job("a", n), CAP2, now), Offer::Queued));
+        }
         assert!(matches!(
-            lanes.offer(job("a", 4), CAP2, now),
+            lanes.offer(job("a", 6), CAP2, now),
             Offer::Refused(..)
         ));
         // Another endpoint is not affected.
         assert!(matches!(
-            lanes.offer(job("b", 5), CAP2, now),
+            lanes.offer(job("b", 7), CAP2, now),
             Offer::Start(_)
         ));
         assert_eq!(lanes.saturated(now), vec!["a".to_string()]);
         assert_eq!(lanes.ready(now, 10).0.len(), 0, "a is at its cap");
-        lanes.finished("a");
+        assert!(!lanes.finished("a"), "four still waiting: no claim yet");
         let (ready, _) = lanes.ready(now, 10);
         assert_eq!(
             ready.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
             ["msg_2"]
         );
-        assert_eq!(lanes.waiting(), 1);
+        assert_eq!(lanes.waiting(), 3);
+        assert!(lanes.saturated(now).is_empty(), "room in the queue again");
+        // A claim takes at most the most room a lane has left: a has
+        // 2 + 4 − 2 − 3 = 1, b has 2 + 4 − 1 = 5.
+        assert_eq!(lanes.per_endpoint(1), 5);
+        assert_eq!(lanes.per_endpoint(8), 8, "at least the default cap");
+        // Drained to half its queue with deliveries left in the store: claim.
+        lanes.ready(now, 10);
+        assert!(!lanes.finished("a"));
+        lanes.ready(now, 10);
+        assert!(lanes.finished("a"), "two waiting, a backlog: claim now");
     }
 
     #[test]

@@ -197,6 +197,9 @@ pub struct Claimed {
     pub schedule_start: i32,
     /// Requests of this delivery already accepted by the endpoint.
     pub requests_done: i32,
+    /// It goes as its endpoint's breaker probe: a failure does not count
+    /// against its own schedule (the endpoint is down, not the delivery).
+    pub probe: bool,
     pub event: Arc<Event>,
     pub endpoint: Arc<Endpoint>,
 }
@@ -210,6 +213,8 @@ pub struct ClaimRequest {
     pub limit: i64,
     /// Endpoints not to claim for (their lanes in this process are full).
     pub exclude: Vec<String>,
+    /// At most this many for any one endpoint (what its lane can hold).
+    pub per_endpoint: i64,
 }
 
 /// The columns a claim returns.
@@ -274,13 +279,20 @@ pub fn claim(conn: &mut Conn, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreE
                 vec!["?"; exclude.len()].join(", ")
             )
         };
+        // Due deliveries in due order, at most `per_endpoint` of any one
+        // endpoint (so one endpoint's backlog cannot fill the claim only to
+        // be sent back by its lane), looking at a bounded window of the queue.
         let mut query = diesel::sql_query(format!(
             "UPDATE deliveries SET lease_owner = ?, lease_until = ? \
-             WHERE id IN (SELECT id FROM deliveries \
-                          WHERE status = 0 AND next_attempt_at <= ? \
-                            AND (lease_until IS NULL OR lease_until < ?) \
-                            AND ordered = 0 {not_in}\
-                          ORDER BY next_attempt_at LIMIT ?) \
+             WHERE id IN (SELECT id FROM \
+                            (SELECT id, next_attempt_at, ROW_NUMBER() OVER \
+                               (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS nth \
+                             FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries \
+                                   WHERE status = 0 AND next_attempt_at <= ? \
+                                     AND (lease_until IS NULL OR lease_until < ?) \
+                                     AND ordered = 0 {not_in}\
+                                   ORDER BY next_attempt_at LIMIT ?)) \
+                          WHERE nth <= ? ORDER BY next_attempt_at LIMIT ?) \
              {CLAIM_RETURNING}"
         ))
         .into_boxed()
@@ -291,7 +303,14 @@ pub fn claim(conn: &mut Conn, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreE
         for id in exclude {
             query = query.bind::<Text, _>(id.clone());
         }
-        rows.extend(query.bind::<BigInt, _>(room).load::<ClaimRow>(conn)?);
+        let window = room.saturating_mul(8).max(1024);
+        rows.extend(
+            query
+                .bind::<BigInt, _>(window)
+                .bind::<BigInt, _>(req.per_endpoint.max(1))
+                .bind::<BigInt, _>(room)
+                .load::<ClaimRow>(conn)?,
+        );
     }
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -337,6 +356,7 @@ fn load_claimed(
             attempts: r.attempts,
             schedule_start: r.schedule_start,
             requests_done: r.requests_done,
+            probe: false,
             event: event.clone(),
             endpoint: endpoint.clone(),
         });
@@ -548,6 +568,8 @@ pub struct Completion {
     pub status: DeliveryStatus,
     /// Attempts made, including this one.
     pub attempts: i32,
+    /// The attempt count at which the current schedule began.
+    pub schedule_start: i32,
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub requests_done: i32,
@@ -579,6 +601,7 @@ pub fn complete(conn: &mut Conn, done: &[Completion], now: i64) -> Result<usize,
         .set((
             d::status.eq(c.status as i16),
             d::attempts.eq(c.attempts),
+            d::schedule_start.eq(c.schedule_start),
             d::next_attempt_at.eq(c.next_attempt_at),
             d::last_error.eq(c.last_error.as_deref()),
             d::requests_done.eq(c.requests_done),

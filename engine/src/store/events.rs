@@ -65,6 +65,8 @@ pub struct LeaseToSelf {
     pub until: i64,
     /// Lease at most this many; the rest wait for a claim.
     pub max: usize,
+    /// Endpoints not to lease for (their lanes are full).
+    pub skip: Arc<std::collections::HashSet<String>>,
 }
 
 /// What an ingest stored.
@@ -75,6 +77,9 @@ pub struct Ingested {
     pub leased: Vec<Claimed>,
     /// Deliveries created but not leased (the dispatcher claims them).
     pub unleased: usize,
+    /// Of those, the ones not leased because their endpoint's lane was full
+    /// (the dispatcher claims them as the lane drains; no wake-up needed).
+    pub skipped_full: usize,
 }
 
 /// Stores events and fans each new one out to the app's receiving endpoints
@@ -195,9 +200,13 @@ fn fan_out(
             Some(at) if !closed => at.max(now),
             _ => now,
         };
+        let full = lease.is_some_and(|l| !l.skip.is_empty() && l.skip.contains(&endpoint.id));
         let leased = lease
             .filter(|l| out.leased.len() < l.max)
-            .filter(|_| closed && !endpoint.ordered);
+            .filter(|_| closed && !endpoint.ordered && !full);
+        if full && leased.is_none() {
+            out.skipped_full += 1;
+        }
         match leased {
             Some(l) => {
                 let event = shared_row
@@ -210,6 +219,7 @@ fn fan_out(
                     attempts: 0,
                     schedule_start: 0,
                     requests_done: 0,
+                    probe: false,
                     event,
                     endpoint: endpoint.clone(),
                 });

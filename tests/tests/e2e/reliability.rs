@@ -283,6 +283,114 @@ async fn receive_all(receiver: &mut FaultReceiver, n: usize) {
     }
 }
 
+/// A delivery of several requests whose second request fails resends only
+/// what was not accepted, each request with its own stable webhook-id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_resends_only_the_requests_not_yet_accepted() {
+    let mut o = options(&[]);
+    o.plugin_files.push(hookline_tests::guests::FAN.into());
+    let engine = Engine::start_with(o).await;
+    let app = engine.create_app("fan").await;
+    let mut receiver = FaultReceiver::start(Fault::ok()).await;
+    receiver.script([Fault::ok(), Fault::status(500)]);
+    engine
+        .create_endpoint(&app, json!({ "url": receiver.url, "plugin": "fan" }))
+        .await;
+    engine.emit(&app, event("m1", "t")).await;
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let r = receiver.next(WAIT).await;
+        got.push((
+            r.json()["part"].as_i64().unwrap(),
+            r.header("webhook-id").to_string(),
+        ));
+    }
+    let parts: Vec<i64> = got.iter().map(|g| g.0).collect();
+    assert_eq!(
+        parts,
+        [0, 1, 1, 2],
+        "part 0 was accepted and is not sent again"
+    );
+    let id = &got[0].1;
+    assert_eq!(got[1].1, format!("{id}_1"));
+    assert_eq!(
+        got[2].1,
+        format!("{id}_1"),
+        "the resent request keeps its id"
+    );
+    assert_eq!(got[3].1, format!("{id}_2"));
+    let delivered = engine
+        .wait_deliveries(&format!("app_id={app}&status=delivered"), 1)
+        .await;
+    assert_eq!(delivered[0]["attempts"], 2);
+    assert!(receiver.drain().is_empty());
+}
+
+/// A rate-limited endpoint receives at its rate, and a Discord-style 429
+/// pauses only that endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_429s_slow_only_their_endpoint() {
+    let engine = Engine::start().await;
+    let app = engine.create_app("rates").await;
+    let mut limited = FaultReceiver::start(Fault::ok()).await;
+    let mut paused = FaultReceiver::start(Fault::ok()).await;
+    paused.script([Fault::discord_429(1.5)]);
+    let mut free = FaultReceiver::start(Fault::ok()).await;
+    engine
+        .create_endpoint(
+            &app,
+            json!({
+                "url": limited.url,
+                "filter_types": ["limited"],
+                "rate_limit": { "per_second": 10, "burst": 1 },
+            }),
+        )
+        .await;
+    engine
+        .create_endpoint(
+            &app,
+            json!({ "url": paused.url, "filter_types": ["paused"], "max_in_flight": 1 }),
+        )
+        .await;
+    engine
+        .create_endpoint(&app, json!({ "url": free.url, "filter_types": ["free"] }))
+        .await;
+    let mut batch = Vec::new();
+    for i in 0..20 {
+        batch.push(event(&format!("l{i}"), "limited"));
+        batch.push(event(&format!("f{i}"), "free"));
+    }
+    for i in 0..5 {
+        batch.push(event(&format!("p{i}"), "paused"));
+    }
+    engine.emit(&app, Value::Array(batch)).await;
+
+    let mut at = Vec::new();
+    for _ in 0..20 {
+        at.push(limited.next(WAIT).await.at);
+    }
+    let span = at[19] - at[0];
+    assert!(
+        span >= Duration::from_millis(1700),
+        "20 requests at 10/s with a burst of 1 take about 1.9 s: {span:?}"
+    );
+    let mut free_at = Vec::new();
+    for _ in 0..20 {
+        free_at.push(free.next(WAIT).await.at);
+    }
+    assert!(
+        free_at[19] - free_at[0] < span,
+        "the unlimited endpoint is not held to another's rate"
+    );
+    let first = paused.next(WAIT).await;
+    let second = paused.next(WAIT).await;
+    assert!(
+        second.at - first.at >= Duration::from_millis(1400),
+        "after a 429 with retry_after 1.5 s, the endpoint waits: {:?}",
+        second.at - first.at
+    );
+}
+
 /// An endpoint that is down stops getting requests once its breaker opens,
 /// gets one probe per cool-down, and receives everything it missed when it
 /// is back, with no attempts burned while the breaker was open.
