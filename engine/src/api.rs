@@ -33,6 +33,8 @@ pub struct AppState {
     /// Takes fresh deliveries to the dispatcher once they are committed.
     pub handoff: Arc<Handoff>,
     pub event_limits: Arc<EventLimits>,
+    /// The SSRF guard, also applied to endpoint URLs when they are saved.
+    pub network: Arc<crate::delivery::net_guard::NetworkPolicy>,
     /// Largest request body accepted by `POST /v1/events`.
     pub max_body_bytes: usize,
 }

@@ -8,6 +8,7 @@ use anyhow::ensure;
 
 use crate::cli::args::ServeArgs;
 use crate::cloudevent::EventLimits;
+use crate::delivery::net_guard::NetworkPolicy;
 use crate::delivery::retention::Retention;
 use crate::delivery::sender::SenderOptions;
 use crate::delivery::{DispatcherOptions, HealthPolicy, RetryPolicy, RetrySchedule};
@@ -27,6 +28,7 @@ pub struct Config {
     pub dispatcher: DispatcherOptions,
     pub sender: SenderOptions,
     pub plugin_limits: Limits,
+    pub network: std::sync::Arc<NetworkPolicy>,
     pub event_limits: EventLimits,
     pub max_body_bytes: usize,
 }
@@ -70,6 +72,8 @@ impl Config {
         let plugins_dir = args
             .plugins_dir
             .unwrap_or_else(|| args.data_dir.join("plugins"));
+        let network = NetworkPolicy::new(&args.allow_network, &args.resolve)
+            .map_err(|e| anyhow::anyhow!(e))?;
         let sender = SenderOptions {
             connect_timeout: args.connect_timeout,
             request_timeout: args.request_timeout,
@@ -134,6 +138,7 @@ impl Config {
                 output_bytes: args.plugin_output_kib.max(1) << 10,
                 ..Limits::default()
             },
+            network: std::sync::Arc::new(network),
             event_limits: EventLimits::default(),
             max_body_bytes: args.max_body_kib << 10,
         })

@@ -8,6 +8,7 @@
 //! - [`signing`]: Standard Webhooks signatures.
 //! - [`retry_policy`] and [`verdict`]: what a failure means and when to retry.
 //! - [`lanes`]: per-endpoint concurrency, rate limits and pauses.
+//! - [`net_guard`]: the SSRF guard on every outgoing connection.
 //! - [`health`]: the circuit breaker, auto-disable and operational events.
 //! - [`recovery`]: requeueing an endpoint's dead letters in the background.
 //! - [`retention`]: pruning what is old enough.
@@ -16,6 +17,7 @@ pub mod dispatcher;
 pub mod handoff;
 pub mod health;
 pub mod lanes;
+pub mod net_guard;
 pub mod recovery;
 pub mod retention;
 pub mod retry_policy;

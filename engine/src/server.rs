@@ -117,7 +117,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let dispatcher = Dispatcher::new(
         store.clone(),
         host.clone(),
-        Sender::new(&config.sender)?,
+        Sender::new(&config.sender, config.network.clone())?,
         config.retry.clone(),
         config.health.clone(),
         config.dispatcher.clone(),
@@ -136,6 +136,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         host,
         handoff,
         event_limits: Arc::new(config.event_limits.clone()),
+        network: config.network.clone(),
         max_body_bytes: config.max_body_bytes,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)

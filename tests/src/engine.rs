@@ -49,6 +49,10 @@ impl Default for EngineOptions {
                 "100ms",
                 "--breaker-max-cooldown",
                 "1s",
+                // Test receivers live on loopback, which the SSRF guard
+                // refuses unless allow-listed.
+                "--allow-network",
+                "127.0.0.0/8,::1/128",
                 "--durability",
                 "normal",
             ]
@@ -66,6 +70,15 @@ impl EngineOptions {
         match self.args.iter().position(|a| a == flag) {
             Some(i) if i + 1 < self.args.len() => self.args[i + 1] = value.to_string(),
             _ => self.args.extend([flag.to_string(), value.to_string()]),
+        }
+        self
+    }
+
+    /// Removes `--flag value` from the arguments.
+    pub fn unset(&mut self, flag: &str) -> &mut EngineOptions {
+        if let Some(i) = self.args.iter().position(|a| a == flag) {
+            let end = (i + 2).min(self.args.len());
+            self.args.drain(i..end);
         }
         self
     }

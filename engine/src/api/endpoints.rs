@@ -256,7 +256,10 @@ impl From<Endpoint> for EndpointOut {
     }
 }
 
-fn check_url(url: &str) -> Result<(), ApiError> {
+/// Checks an endpoint URL: its form, and the SSRF guard on its host (an IP
+/// literal, or what a name resolves to now; a name that does not resolve yet
+/// is accepted and checked again at every connection).
+async fn check_url(state: &AppState, url: &str) -> Result<(), ApiError> {
     if url.len() > MAX_URL {
         return Err(ApiError::invalid(
             "url",
@@ -279,6 +282,23 @@ fn check_url(url: &str) -> Result<(), ApiError> {
             "url",
             "must not contain a fragment or credentials",
         ));
+    }
+    state
+        .network
+        .check_url(&parsed)
+        .map_err(|why| ApiError::invalid("url", why))?;
+    if let Some(url::Host::Domain(name)) = parsed.host() {
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let lookup = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            state.network.resolve(name, port),
+        )
+        .await;
+        if let Ok(Err(why)) = lookup
+            && !why.contains("does not resolve")
+        {
+            return Err(ApiError::invalid("url", why));
+        }
     }
     Ok(())
 }
@@ -353,7 +373,7 @@ async fn create(
     let input: CreateEndpoint = parse_json(body)?;
     let lookup = app_id.clone();
     state.store.read(move |c| apps::get(c, &lookup)).await?;
-    check_url(&input.url)?;
+    check_url(&state, &input.url).await?;
     if input.description.len() > MAX_DESCRIPTION {
         return Err(ApiError::invalid(
             "description",
@@ -452,7 +472,7 @@ async fn update(
         ..Default::default()
     };
     if let Some(url) = input.url {
-        check_url(&url)?;
+        check_url(&state, &url).await?;
         changes.url = Some(url);
     }
     if let Some(d) = input.description {

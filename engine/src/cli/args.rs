@@ -87,6 +87,15 @@ pub struct ServeArgs {
     /// How often retention looks for what to prune.
     #[arg(long, env = "HOOKLINE_RETENTION_INTERVAL", value_parser = humantime::parse_duration, default_value = "1h")]
     pub retention_interval: Duration,
+    /// Let outgoing requests reach this special-purpose range or host despite
+    /// the SSRF guard (loopback, private, link-local … are refused by
+    /// default). Repeat it or separate with commas: `127.0.0.0/8,::1`.
+    #[arg(long, env = "HOOKLINE_ALLOW_NETWORK", value_delimiter = ',')]
+    pub allow_network: Vec<String>,
+    /// Resolve a host name to this address, like curl's `--resolve`
+    /// (`name=address`); the address is still checked by the SSRF guard.
+    #[arg(long, env = "HOOKLINE_RESOLVE", value_delimiter = ',')]
+    pub resolve: Vec<String>,
     /// Timeout to connect to an endpoint.
     #[arg(long, env = "HOOKLINE_CONNECT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
     pub connect_timeout: Duration,

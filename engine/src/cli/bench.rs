@@ -304,6 +304,9 @@ impl Engine {
                 "127.0.0.1:0",
                 "--durability",
                 durability,
+                // The bench's receiver is on loopback.
+                "--allow-network",
+                "127.0.0.0/8",
             ])
             .arg("--data-dir")
             .arg(dir)

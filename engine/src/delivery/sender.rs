@@ -2,10 +2,13 @@
 //! Redirects are never followed; connect and total time are bounded; the
 //! response body is read only up to a cap.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+
+use super::net_guard::{GuardedResolver, NetworkPolicy};
 
 /// How much of a response body is read (and shown to the plugin).
 pub const RESPONSE_READ_CAP: usize = 16 << 10;
@@ -52,11 +55,16 @@ pub enum SendResult {
 #[derive(Clone)]
 pub struct Sender {
     client: reqwest::Client,
+    network: Arc<NetworkPolicy>,
 }
 
 impl Sender {
-    pub fn new(options: &SenderOptions) -> anyhow::Result<Sender> {
+    /// A sender whose every connection passes the SSRF guard of `network`.
+    pub fn new(options: &SenderOptions, network: Arc<NetworkPolicy>) -> anyhow::Result<Sender> {
         let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: network.clone(),
+            }))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
@@ -64,10 +72,15 @@ impl Sender {
             .tcp_nodelay(true)
             .user_agent(concat!("Hookline/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Sender { client })
+        Ok(Sender { client, network })
     }
 
     pub async fn send(&self, out: Outgoing) -> SendResult {
+        // IP literals never reach the resolver: check them here. Names are
+        // checked on what they resolve to, at connect time.
+        if let Err(why) = self.network.check_url(&out.url) {
+            return SendResult::NoAnswer(format!("refused by the network policy: {why}"));
+        }
         let mut headers = HeaderMap::with_capacity(out.headers.len() + 4);
         // Plugin headers were checked by the plugin host; skip any that still fail to parse.
         for (name, value) in &out.headers {

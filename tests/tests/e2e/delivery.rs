@@ -328,13 +328,9 @@ async fn a_4xx_is_retried_and_a_410_disables_and_holds_until_enabled() {
 
 #[tokio::test]
 async fn retry_after_and_exhausted_attempts() {
-    let engine = Engine::start_with(hookline_tests::EngineOptions {
-        args: ["--retry-schedule", "50ms,200ms", "--durability", "normal"]
-            .map(String::from)
-            .to_vec(),
-        ..Default::default()
-    })
-    .await;
+    let mut options = hookline_tests::EngineOptions::default();
+    options.set("--retry-schedule", "50ms,200ms");
+    let engine = Engine::start_with(options).await;
     let mut receiver = Receiver::answering(503, "down").await;
     let app = engine.create_app("down").await;
     engine

@@ -10,3 +10,4 @@ mod lifecycle;
 mod plugins;
 mod reliability;
 mod scaffold;
+mod ssrf;
