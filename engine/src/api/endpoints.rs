@@ -213,6 +213,7 @@ struct HealthOut {
 
 impl From<Endpoint> for EndpointOut {
     fn from(e: Endpoint) -> EndpointOut {
+        let h = e.health;
         EndpointOut {
             id: e.id,
             app_id: e.app_id,
@@ -234,20 +235,20 @@ impl From<Endpoint> for EndpointOut {
                 .and_then(|s| serde_json::from_str(s).ok()),
             ordered: e.ordered,
             health: HealthOut {
-                breaker: BreakerState::from_i16(e.breaker_state).name(),
-                breaker_retry_at: (e.breaker_state != 0)
-                    .then_some(e.breaker_retry_at)
+                breaker: BreakerState::from_i16(h.breaker_state).name(),
+                breaker_retry_at: (h.breaker_state != 0)
+                    .then_some(h.breaker_retry_at)
                     .flatten()
                     .map(rfc3339),
-                breaker_opened_at: (e.breaker_state != 0)
-                    .then_some(e.breaker_opened_at)
+                breaker_opened_at: (h.breaker_state != 0)
+                    .then_some(h.breaker_opened_at)
                     .flatten()
                     .map(rfc3339),
-                consecutive_failures: e.consecutive_failures,
-                failing_since: e.failing_since.map(rfc3339),
-                last_success_at: e.last_success_at.map(rfc3339),
-                last_failure_at: e.last_failure_at.map(rfc3339),
-                last_error: e.last_error,
+                consecutive_failures: h.consecutive_failures,
+                failing_since: h.failing_since.map(rfc3339),
+                last_success_at: h.last_success_at.map(rfc3339),
+                last_failure_at: h.last_failure_at.map(rfc3339),
+                last_error: h.last_error,
             },
             created_at: rfc3339(e.created_at),
             updated_at: rfc3339(e.updated_at),
@@ -268,21 +269,11 @@ async fn check_url(state: &AppState, url: &str) -> Result<(), ApiError> {
     }
     let parsed = url::Url::parse(url)
         .map_err(|e| ApiError::invalid("url", format!("not a valid URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(ApiError::invalid(
-            "url",
-            format!("scheme must be http or https, got {}", parsed.scheme()),
-        ));
+    if parsed.fragment().is_some() {
+        return Err(ApiError::invalid("url", "must not contain a fragment"));
     }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid("url", "must have a host"));
-    }
-    if parsed.fragment().is_some() || !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(ApiError::invalid(
-            "url",
-            "must not contain a fragment or credentials",
-        ));
-    }
+    // Scheme, credentials, host and an IP literal: the same check the sender
+    // makes before every request.
     state
         .network
         .check_url(&parsed)
@@ -520,7 +511,7 @@ async fn update(
                     c,
                     health::DISABLED,
                     &updated,
-                    &updated.health(),
+                    &updated.health,
                     Some("disabled by operator"),
                     now,
                 )?;

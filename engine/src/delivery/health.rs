@@ -224,7 +224,7 @@ pub fn gate(
 ) -> Result<Vec<Claimed>, StoreError> {
     if claimed
         .iter()
-        .all(|c| c.endpoint.breaker_state == BreakerState::Closed as i16)
+        .all(|c| c.endpoint.health.breaker_state == BreakerState::Closed as i16)
     {
         return Ok(claimed);
     }
@@ -234,7 +234,7 @@ pub fn gate(
     let mut decided: Vec<(String, Admit)> = Vec::new();
     for mut job in claimed {
         let endpoint = job.endpoint.clone();
-        if endpoint.breaker_state == BreakerState::Closed as i16 {
+        if endpoint.health.breaker_state == BreakerState::Closed as i16 {
             go.push(job);
             continue;
         }
@@ -246,7 +246,7 @@ pub fn gate(
                 other => other.clone(),
             },
             None => {
-                let decision = admit(&endpoint.health(), now, policy);
+                let decision = admit(&endpoint.health.clone(), now, policy);
                 if let Admit::Probe { health, .. } = &decision {
                     endpoints::set_health(conn, &endpoint.id, health)?;
                     tracing::info!(endpoint = %endpoint.id, delivery = %job.id, "breaker half-open: probing");
@@ -301,7 +301,7 @@ pub fn record(
     ids.sort_unstable();
     ids.dedup();
     for endpoint in endpoints::by_ids(conn, &ids)? {
-        let before = endpoint.health();
+        let before = endpoint.health.clone();
         let mut health = before.clone();
         let mut transitions = Vec::new();
         let mut disable = None;

@@ -118,8 +118,8 @@ impl NetworkPolicy {
         match url.host() {
             Some(url::Host::Ipv4(ip)) => self.permits(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => self.permits(IpAddr::V6(ip)),
-            Some(url::Host::Domain(_)) => Ok(()),
-            None => Err("must have a host".into()),
+            Some(url::Host::Domain(name)) if !name.is_empty() => Ok(()),
+            _ => Err("must have a host".into()),
         }
     }
 

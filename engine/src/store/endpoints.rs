@@ -32,16 +32,8 @@ pub struct Endpoint {
     pub max_in_flight: Option<i32>,
     pub rate_limit: Option<String>,
     pub ordered: bool,
-    // Health.
-    pub breaker_state: i16,
-    pub breaker_trips: i32,
-    pub breaker_opened_at: Option<i64>,
-    pub breaker_retry_at: Option<i64>,
-    pub consecutive_failures: i32,
-    pub failing_since: Option<i64>,
-    pub last_success_at: Option<i64>,
-    pub last_failure_at: Option<i64>,
-    pub last_error: Option<String>,
+    #[diesel(embed)]
+    pub health: Health,
 }
 
 impl Endpoint {
@@ -76,36 +68,13 @@ impl Endpoint {
             max_in_flight: None,
             rate_limit: None,
             ordered: false,
-            breaker_state: 0,
-            breaker_trips: 0,
-            breaker_opened_at: None,
-            breaker_retry_at: None,
-            consecutive_failures: 0,
-            failing_since: None,
-            last_success_at: None,
-            last_failure_at: None,
-            last_error: None,
-        }
-    }
-
-    /// The health columns as one value.
-    pub fn health(&self) -> Health {
-        Health {
-            breaker_state: self.breaker_state,
-            breaker_trips: self.breaker_trips,
-            breaker_opened_at: self.breaker_opened_at,
-            breaker_retry_at: self.breaker_retry_at,
-            consecutive_failures: self.consecutive_failures,
-            failing_since: self.failing_since,
-            last_success_at: self.last_success_at,
-            last_failure_at: self.last_failure_at,
-            last_error: self.last_error.clone(),
+            health: Health::default(),
         }
     }
 }
 
 /// An endpoint's health: its circuit breaker and its current failure streak.
-#[derive(Debug, Clone, PartialEq, Eq, Default, AsChangeset)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = endpoints, treat_none_as_null = true)]
 pub struct Health {
     pub breaker_state: i16,

@@ -195,8 +195,8 @@ fn fan_out(
         // Ordered endpoints go through the claim (one at a time, in order),
         // and so does an endpoint whose breaker is not closed: its
         // deliveries wait for the probe.
-        let closed = endpoint.breaker_state == 0;
-        let next_attempt_at = match endpoint.breaker_retry_at {
+        let closed = endpoint.health.breaker_state == 0;
+        let next_attempt_at = match endpoint.health.breaker_retry_at {
             Some(at) if !closed => at.max(now),
             _ => now,
         };

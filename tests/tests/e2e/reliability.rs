@@ -428,7 +428,8 @@ async fn the_breaker_opens_probes_and_closes_without_burning_attempts() {
     );
     assert!(open["health"]["breaker_retry_at"].is_string(), "{open}");
 
-    // Down for three seconds: only probes get through.
+    // Down for three seconds: only probes get through. The sleep is the
+    // behaviour under test (a window of time), not a wait for a signal.
     let before = receiver.count();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = receiver.count() - before;
