@@ -159,6 +159,9 @@ pub fn watch(
                     QUIET / 3
                 };
                 match rx.recv_timeout(wait) {
+                    // Reading a file (ours included, when loading it) is no
+                    // change: without this every load would trigger the next.
+                    Ok(Ok(event)) if event.kind.is_access() => {}
                     Ok(Ok(event)) => {
                         for path in event.paths.into_iter().filter(|p| is_plugin_file(p)) {
                             let look = stat(&path);
