@@ -1,4 +1,4 @@
-//! The `hookline` command line: `serve`, `plugin check`, `bench`.
+//! The `hookline` command line: `serve`, `plugin new|test|bench`, `bench`.
 
 pub mod args;
 mod bench;
@@ -18,7 +18,7 @@ pub fn main() -> ExitCode {
     init_logging();
     let result = match args.command {
         args::Command::Serve(serve) => serve::run(*serve),
-        args::Command::Plugin(args::PluginCommand::Check(check)) => plugin::check(check),
+        args::Command::Plugin(args::PluginCommand::Test(test)) => plugin::test(test),
         args::Command::Plugin(args::PluginCommand::New(new)) => scaffold::new_plugin(new),
         args::Command::Plugin(args::PluginCommand::Bench(bench)) => plugin_bench::run(bench),
         args::Command::Bench(bench) => bench::run(bench),
@@ -31,6 +31,10 @@ pub fn main() -> ExitCode {
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
         {
             ExitCode::SUCCESS
+        }
+        Err(e) if e.downcast_ref::<plugin::LimitExceeded>().is_some() => {
+            eprintln!("hookline: {e:#}");
+            ExitCode::from(1)
         }
         Err(e) => {
             eprintln!("hookline: {e:#}");

@@ -62,8 +62,19 @@ impl Config {
             "--plugin-memory-mib must be 1 to 4096"
         );
         ensure!(
-            !args.plugin_timeout.is_zero(),
-            "--plugin-timeout must be more than 0"
+            !args.plugin_timeout.is_zero()
+                && !args.plugin_validate_timeout.is_zero()
+                && !args.plugin_cpu_time.is_zero(),
+            "--plugin-timeout, --plugin-validate-timeout and --plugin-cpu-time must be more than 0"
+        );
+        ensure!(
+            args.plugin_fuel >= 1_000_000,
+            "--plugin-fuel must be at least 1000000"
+        );
+        ensure!(
+            args.plugin_memory_budget_mib >= 4 * args.plugin_memory_mib,
+            "--plugin-memory-budget-mib must hold at least 4 instances of --plugin-memory-mib ({} MiB)",
+            4 * args.plugin_memory_mib
         );
         ensure!(args.max_body_kib >= 1, "--max-body-kib must be at least 1");
         let database = args
@@ -133,7 +144,12 @@ impl Config {
             sender,
             plugin_limits: Limits {
                 call_timeout: args.plugin_timeout,
+                validate_timeout: args.plugin_validate_timeout,
+                fuel: args.plugin_fuel,
+                cpu_time: args.plugin_cpu_time,
                 memory_bytes: args.plugin_memory_mib << 20,
+                memory_budget: args.plugin_memory_budget_mib << 20,
+                quarantine_cooldown: args.plugin_quarantine_cooldown,
                 quarantine_after: args.plugin_quarantine_after.max(1),
                 output_bytes: args.plugin_output_kib.max(1) << 10,
                 ..Limits::default()

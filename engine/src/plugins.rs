@@ -3,34 +3,39 @@
 //! runs their calls inside the sandbox's [`Limits`].
 //!
 //! Plugins get no files, network, environment or clock beyond WASI's empty
-//! context; they may only log. Calls are synchronous and CPU-bound: callers
-//! run them on a blocking thread, never on the async workers. Each loaded
-//! version keeps a few warm instances; an instance is discarded after any trap
-//! or limit breach, and after a bounded number of calls. This module renders
-//! nothing and decides nothing about delivery: it answers "what does this
-//! plugin say".
+//! context; they may only log. Callers run calls on a blocking thread, never
+//! on the async workers; [`sandbox`] bounds each one (deadline, fuel, memory,
+//! what the host lifts) and keeps warm instances per app, and [`quarantine`]
+//! holds a plugin version back from an app whose calls keep faulting. This
+//! module renders nothing and decides nothing about delivery: it answers
+//! "what does this plugin say".
 
 pub mod builtin;
 pub mod cache;
 pub mod limits;
+pub mod quarantine;
 pub mod registry;
 pub mod reload;
+pub mod sandbox;
+pub mod sdk_version;
 pub mod wit;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::{Component, Linker};
 
 pub use limits::Limits;
+pub use quarantine::Admission;
 pub use registry::{Refusal, Registry};
+pub use sandbox::{CallCost, Fault, Usage};
 pub use wit::GuestError;
+
+use sandbox::{HostState, Instances, Sandbox};
 
 /// What a plugin says about itself.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -97,10 +102,13 @@ pub enum CallError {
     Guest(GuestErrorDisplay),
     /// The call trapped, ran past its deadline, or broke a sandbox limit.
     #[error("plugin failed: {0}")]
-    Trap(String),
+    Fault(Fault),
     /// The plugin's output broke a limit or a rule.
     #[error("plugin output refused: {0}")]
     Output(String),
+    /// The plugin version is quarantined for this app: the call did not run.
+    #[error("plugin quarantined for this app: {reason}")]
+    Quarantined { until_ms: i64, reason: String },
 }
 
 /// `GuestError` with a message for logs and attempt records.
@@ -110,125 +118,68 @@ pub struct GuestErrorDisplay(pub GuestError);
 impl std::fmt::Display for GuestErrorDisplay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
-            GuestError::BadConfig(m) => write!(f, "bad config: {m}"),
-            GuestError::BadEvent(m) => write!(f, "bad event: {m}"),
-            GuestError::Internal(m) => write!(f, "plugin error: {m}"),
-        }
-    }
-}
-
-/// The state a plugin instance's store carries.
-pub struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limits: StoreLimits,
-    plugin: Arc<str>,
-    /// Log lines left in this call; plugin logging is rate-limited.
-    log_budget: u32,
-}
-
-/// Log lines one plugin call may write.
-const LOG_LINES_PER_CALL: u32 = 10;
-/// Warm instances kept per plugin version.
-const MAX_WARM: usize = 16;
-/// Calls after which a warm instance is retired, bounding what it can accumulate.
-const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
-
-impl HostState {
-    fn new(plugin: Arc<str>, limits: &Limits) -> HostState {
-        HostState {
-            // No preopens, no environment, no inherited stdio, no network.
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
-            plugin,
-            log_budget: LOG_LINES_PER_CALL,
-        }
-    }
-
-    fn log(&mut self, level: tracing::Level, message: &str) {
-        if self.log_budget == 0 {
-            return;
-        }
-        self.log_budget -= 1;
-        let message: String = message.chars().take(1024).collect();
-        let plugin = &*self.plugin;
-        match level {
-            tracing::Level::TRACE => tracing::trace!(plugin, "{message}"),
-            tracing::Level::DEBUG => tracing::debug!(plugin, "{message}"),
-            tracing::Level::INFO => tracing::info!(plugin, "{message}"),
-            tracing::Level::WARN => tracing::warn!(plugin, "{message}"),
-            _ => tracing::error!(plugin, "{message}"),
-        }
-    }
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
+            GuestError::BadConfig(m) => write!(f, "bad config: {}", limits::cut(m)),
+            GuestError::BadEvent(m) => write!(f, "bad event: {}", limits::cut(m)),
+            GuestError::Internal(m) => write!(f, "plugin error: {}", limits::cut(m)),
         }
     }
 }
 
 /// The wasmtime engine, linker and limits shared by every plugin.
 pub struct PluginHost {
-    engine: Engine,
+    sandbox: Arc<Sandbox>,
     linker: Linker<HostState>,
-    limits: Limits,
     cache: Option<cache::ArtifactCache>,
     /// Components compiled, and components loaded from the cache, so far.
     compiled: AtomicU32,
     from_cache: AtomicU32,
+    /// Where quarantine changes go (the server resumes or postpones the
+    /// deliveries that wait on them).
+    changes: Mutex<Option<ChangeSink>>,
     pub registry: Registry,
 }
 
+/// Receives (plugin name, change) when a plugin's quarantine for an app
+/// opens or closes.
+pub type ChangeSink = Arc<dyn Fn(&str, quarantine::Change) + Send + Sync>;
+
 impl PluginHost {
-    /// Builds the engine (pooling allocator, epoch interruption) and starts
-    /// the epoch ticker that enforces call deadlines. With `cache_dir`,
-    /// compiled artifacts are kept there (see [`cache`]).
+    /// Builds the engine (pooling allocator sized from the memory budget,
+    /// fuel metering). With `cache_dir`, compiled artifacts are kept there
+    /// (see [`cache`]).
     pub fn new(limits: Limits, cache_dir: Option<&Path>) -> anyhow::Result<Arc<PluginHost>> {
-        let mut pool = wasmtime::PoolingAllocationConfig::default();
-        pool.max_memory_size(limits.memory_bytes)
-            // Keeping a little memory resident between instances makes a
-            // fresh instance cheap and lets the pool scale across threads.
-            .linear_memory_keep_resident(2 << 20)
-            .table_keep_resident(2 << 20)
-            .pagemap_scan(wasmtime::Enabled::Auto);
-        let mut config = wasmtime::Config::new();
-        config
-            .epoch_interruption(true)
-            .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config)
-            .map_err(anyhow::Error::from)
-            .context("failed to create the wasmtime engine")?;
-        let linker = wit::linker(&engine)?;
+        let sandbox = Arc::new(Sandbox::new(limits)?);
+        let linker = wit::linker(&sandbox.engine)?;
         let cache = match cache_dir {
             Some(dir) => Some(
-                cache::ArtifactCache::new(dir, &engine)
+                cache::ArtifactCache::new(dir, &sandbox.engine)
                     .with_context(|| format!("failed to create plugin cache {}", dir.display()))?,
             ),
             None => None,
         };
-        let host = Arc::new(PluginHost {
-            engine,
+        Ok(Arc::new(PluginHost {
+            sandbox,
             linker,
-            limits,
             cache,
             compiled: AtomicU32::new(0),
             from_cache: AtomicU32::new(0),
+            changes: Mutex::new(None),
             registry: Registry::default(),
-        });
-        start_epoch_ticker(Arc::downgrade(&host));
-        Ok(host)
+        }))
     }
 
     pub fn limits(&self) -> &Limits {
-        &self.limits
+        &self.sandbox.limits
+    }
+
+    /// The sandbox's budget and its use now.
+    pub fn usage(&self) -> Usage {
+        self.sandbox.usage()
+    }
+
+    /// Sets where quarantine changes are reported.
+    pub fn on_quarantine_change(&self, sink: ChangeSink) {
+        *self.changes.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
     }
 
     /// (compiled, loaded from the cache) components so far.
@@ -244,9 +195,10 @@ impl PluginHost {
     /// completes within the limits. Blocking: call off the runtime.
     pub fn load(&self, bytes: &[u8], source: PluginSource) -> anyhow::Result<LoadedPlugin> {
         let hash = hex(&Sha256::digest(bytes));
+        let engine = &self.sandbox.engine;
         let (component, how) = match &self.cache {
-            Some(cache) => cache.load(&self.engine, bytes, &hash),
-            None => Component::new(&self.engine, bytes)
+            Some(cache) => cache.load(engine, bytes, &hash),
+            None => Component::new(engine, bytes)
                 .map(|c| (c, cache::Loaded::Compiled))
                 .map_err(anyhow::Error::from),
         }
@@ -256,6 +208,7 @@ impl PluginHost {
             cache::Loaded::Cached => self.from_cache.fetch_add(1, Ordering::Relaxed),
         };
         let (pre, world) = wit::prepare(&self.linker, &component)?;
+        let limits = &self.sandbox.limits;
         let mut plugin = LoadedPlugin {
             info: PluginInfo {
                 name: String::new(),
@@ -265,29 +218,41 @@ impl PluginHost {
             },
             hash,
             world,
+            sdk_version: sdk_version::read(bytes),
             source,
             loaded_at_ms: crate::id::now_ms(),
-            name_tag: Arc::from("(loading)"),
-            pre,
-            engine: self.engine.clone(),
-            limits: self.limits.clone(),
-            warm: Mutex::new(Vec::new()),
-            health: Health::default(),
+            instances: Instances::new(self.sandbox.clone(), pre),
+            quarantine: quarantine::Quarantine::new(
+                limits.quarantine_after,
+                limits.quarantine_cooldown,
+                limits.call_timeout * 2,
+            ),
+            last_error: Mutex::new(None),
+            changes: self
+                .changes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         };
-        let info = plugin
-            .call(|store, b| b.info(store))
-            .context("plugin's info call failed")?;
+        let (info, _) =
+            plugin
+                .instances
+                .call(LOAD_CHECK_APP, limits.call_timeout, async |store, b| {
+                    b.info(store).await
+                });
+        let info = info.map_err(|f| anyhow::anyhow!("plugin's info call failed: {f}"))?;
         check_name(&info.name)?;
-        plugin.name_tag = Arc::from(info.name.as_str());
+        plugin.instances.set_name(&info.name);
         plugin.info = info;
         // A plugin that cannot turn a plain event into requests within the
         // limits would fail every delivery: refuse it now. Its own errors
         // (a config it needs, an event it does not take) are fine.
-        match plugin.transform(&SAMPLE_EVENT, "{}") {
+        match plugin.run_transform(&SAMPLE_EVENT, "{}", false).0 {
             Ok(_) | Err(CallError::Guest(_)) => {}
             Err(e) => anyhow::bail!("sample transform failed: {e}"),
         }
-        plugin.health.reset();
+        // The checks' instances belong to no app.
+        plugin.instances.drop_warm();
         Ok(plugin)
     }
 
@@ -300,6 +265,9 @@ impl PluginHost {
     }
 }
 
+/// The app the load-time checks run as.
+const LOAD_CHECK_APP: &str = "app_check";
+
 /// The event a plugin must handle when it is loaded.
 const SAMPLE_EVENT: PluginEvent<'static> = PluginEvent {
     id: "hookline-load-check",
@@ -311,22 +279,6 @@ const SAMPLE_EVENT: PluginEvent<'static> = PluginEvent {
     extensions: "{}",
     app_id: "app_check",
 };
-
-/// Consecutive failed calls (traps, deadlines, limits) and the quarantine
-/// they lead to.
-#[derive(Default)]
-struct Health {
-    consecutive_failures: AtomicU32,
-    quarantined: AtomicBool,
-    last_error: Mutex<Option<String>>,
-}
-
-impl Health {
-    fn reset(&self) {
-        self.consecutive_failures.store(0, Ordering::Relaxed);
-        self.quarantined.store(false, Ordering::Relaxed);
-    }
-}
 
 fn check_name(name: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
@@ -341,27 +293,8 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start_epoch_ticker(host: Weak<PluginHost>) {
-    std::thread::Builder::new()
-        .name("hookline-epoch".into())
-        .spawn(move || {
-            while let Some(host) = host.upgrade() {
-                host.engine.increment_epoch();
-                drop(host);
-                std::thread::sleep(limits::EPOCH_TICK);
-            }
-        })
-        .expect("failed to start the epoch ticker thread");
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-struct Warm {
-    store: Store<HostState>,
-    bindings: wit::Bindings,
-    calls: u32,
 }
 
 /// One loaded version of a plugin.
@@ -371,159 +304,206 @@ pub struct LoadedPlugin {
     pub hash: String,
     /// The WIT world version it was built against.
     pub world: &'static str,
+    /// The `hookline-sdk` version it was built with, when it says.
+    pub sdk_version: Option<String>,
     pub source: PluginSource,
     pub loaded_at_ms: i64,
-    name_tag: Arc<str>,
-    pre: wit::Pre,
-    engine: Engine,
-    limits: Limits,
-    warm: Mutex<Vec<Warm>>,
-    health: Health,
+    instances: Instances,
+    quarantine: quarantine::Quarantine,
+    last_error: Mutex<Option<String>>,
+    changes: Option<ChangeSink>,
 }
 
 impl LoadedPlugin {
-    /// Whether this version is quarantined after repeated failures; its
-    /// deliveries wait until a new version is loaded.
-    pub fn is_quarantined(&self) -> bool {
-        self.health.quarantined.load(Ordering::Relaxed)
+    /// Whether `app` may call this version now (see [`quarantine`]). The
+    /// calls below check it themselves; this lets a caller wait without
+    /// trying.
+    pub fn admission(&self, app: &str) -> Admission {
+        self.quarantine.peek(app)
     }
 
-    /// The last failure of a call, if any.
+    /// Apps for which this version is quarantined (open or probing).
+    pub fn quarantined_apps(&self) -> Vec<String> {
+        self.quarantine.open_apps()
+    }
+
+    /// Each app's breaker with a fault on record.
+    pub fn quarantine_view(&self) -> Vec<quarantine::AppView> {
+        self.quarantine.view()
+    }
+
+    /// Lifts the quarantine for `app`, or for every app; returns the apps it
+    /// was lifted for.
+    pub fn lift_quarantine(&self, app: Option<&str>) -> Vec<String> {
+        let lifted = self.quarantine.lift(app);
+        for app in &lifted {
+            self.report(quarantine::Change::Closed { app: app.clone() });
+        }
+        lifted
+    }
+
+    /// The last guest fault, if any.
     pub fn last_error(&self) -> Option<String> {
-        self.health
-            .last_error
+        self.last_error
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    /// Turns an event into requests, and checks them against the output limits.
+    /// Warm instances this version keeps now.
+    pub fn warm_instances(&self) -> usize {
+        self.instances.warm_count()
+    }
+
+    /// Turns an event into requests, and checks them against the output
+    /// limits; the call counts for the event's app.
     pub fn transform(
         &self,
         event: &PluginEvent<'_>,
         config: &str,
     ) -> Result<Vec<PluginRequest>, CallError> {
-        let requests = self
-            .call(|store, b| b.transform(store, event, config))
-            .map_err(|e| CallError::Trap(format!("{e:#}")))?
-            .map_err(|e| CallError::Guest(GuestErrorDisplay(e)))?;
-        limits::check_output(&requests, &self.limits).map_err(CallError::Output)?;
-        Ok(requests)
+        self.run_transform(event, config, true).0
     }
 
-    /// Checks an endpoint's config.
-    pub fn validate_config(&self, config: &str) -> Result<(), CallError> {
-        self.call(|store, b| b.validate_config(store, config))
-            .map_err(|e| CallError::Trap(format!("{e:#}")))?
-            .map_err(|e| CallError::Guest(GuestErrorDisplay(e)))
+    /// [`Self::transform`] with what the call cost.
+    pub fn transform_measured(
+        &self,
+        event: &PluginEvent<'_>,
+        config: &str,
+    ) -> (Result<Vec<PluginRequest>, CallError>, CallCost) {
+        self.run_transform(event, config, true)
+    }
+
+    fn run_transform(
+        &self,
+        event: &PluginEvent<'_>,
+        config: &str,
+        guarded: bool,
+    ) -> (Result<Vec<PluginRequest>, CallError>, CallCost) {
+        let app = event.app_id;
+        if guarded && let Err(e) = self.admit(app) {
+            return (Err(e), CallCost::default());
+        }
+        let timeout = self.instances.sandbox().limits.call_timeout;
+        let (result, cost) = self.instances.call(app, timeout, async |store, b| {
+            b.transform(store, event, config).await
+        });
+        let result = match result {
+            Err(fault) => Err(CallError::Fault(fault)),
+            Ok(Err(e)) => Err(CallError::Guest(GuestErrorDisplay(e))),
+            Ok(Ok(requests)) => {
+                match limits::check_output(&requests, &self.instances.sandbox().limits) {
+                    Ok(()) => Ok(requests),
+                    Err(e) => Err(CallError::Output(e)),
+                }
+            }
+        };
+        if guarded {
+            self.record(app, &result);
+        }
+        (result, cost)
+    }
+
+    /// Checks an endpoint's config for `app`, within `timeout` (the API's
+    /// shorter deadline) or the call deadline.
+    pub fn validate_config(
+        &self,
+        app: &str,
+        config: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(), CallError> {
+        self.admit(app)?;
+        let timeout = timeout.unwrap_or(self.instances.sandbox().limits.call_timeout);
+        let (result, _) = self.instances.call(app, timeout, async |store, b| {
+            b.validate_config(store, config).await
+        });
+        let result = match result {
+            Err(fault) => Err(CallError::Fault(fault)),
+            Ok(r) => r.map_err(|e| CallError::Guest(GuestErrorDisplay(e))),
+        };
+        self.record(app, &result);
+        result
     }
 
     /// The plugin's reading of an answer; `None` for the standard rules.
     pub fn interpret_response(
         &self,
+        app: &str,
         response: &PluginResponse,
         config: &str,
     ) -> Result<Option<Verdict>, CallError> {
-        self.call(|store, b| b.interpret_response(store, response, config))
-            .map_err(|e| CallError::Trap(format!("{e:#}")))
+        self.interpret_response_measured(app, response, config).0
+    }
+
+    /// [`Self::interpret_response`] with what the call cost.
+    pub fn interpret_response_measured(
+        &self,
+        app: &str,
+        response: &PluginResponse,
+        config: &str,
+    ) -> (Result<Option<Verdict>, CallError>, CallCost) {
+        if let Err(e) = self.admit(app) {
+            return (Err(e), CallCost::default());
+        }
+        let timeout = self.instances.sandbox().limits.call_timeout;
+        let (result, cost) = self.instances.call(app, timeout, async |store, b| {
+            b.interpret_response(store, response, config).await
+        });
+        let result = result.map(|v| v.map(cut_verdict)).map_err(CallError::Fault);
+        self.record(app, &result);
+        (result, cost)
     }
 
     /// Drops the warm instances, so the next calls start fresh ones.
     pub fn drop_warm(&self) {
-        self.warm.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.instances.drop_warm();
     }
 
-    /// Runs one call on a warm instance (or a fresh one) under the limits.
-    fn call<R>(
-        &self,
-        f: impl FnOnce(&mut Store<HostState>, &wit::Bindings) -> wasmtime::Result<R>,
-    ) -> anyhow::Result<R> {
-        let warm = self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut instance = match warm {
-            Some(w) => w,
-            None => self.instantiate()?,
-        };
-        instance
-            .store
-            .set_epoch_deadline(self.limits.deadline_ticks());
-        instance.store.data_mut().log_budget = LOG_LINES_PER_CALL;
-        let started = Instant::now();
-        match f(&mut instance.store, &instance.bindings) {
-            Ok(r) => {
-                self.health.consecutive_failures.store(0, Ordering::Relaxed);
-                instance.calls += 1;
-                if instance.calls < MAX_CALLS_PER_INSTANCE {
-                    let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
-                    if warm.len() < MAX_WARM {
-                        warm.push(instance);
-                    }
+    fn admit(&self, app: &str) -> Result<(), CallError> {
+        match self.quarantine.admit(app) {
+            Admission::Call | Admission::Probe => Ok(()),
+            Admission::Wait { until_ms, reason } => {
+                Err(CallError::Quarantined { until_ms, reason })
+            }
+        }
+    }
+
+    /// Counts a call's outcome towards `app`'s breaker.
+    fn record<T>(&self, app: &str, result: &Result<T, CallError>) {
+        let change = match result {
+            Err(e @ (CallError::Fault(_) | CallError::Output(_))) => {
+                let text = limits::cut(&e.to_string());
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.clone());
+                let change = self.quarantine.fault(app, &text);
+                if change.is_some() {
+                    tracing::error!(
+                        plugin = %self.info.name, version = %self.info.version, app, error = %text,
+                        "plugin quarantined for this app after repeated faults; its deliveries wait for a probe"
+                    );
                 }
-                Ok(r)
+                change
             }
-            // The instance is dropped: after a trap its state is not to be trusted.
-            Err(e) => {
-                let e = self.explain(e, started);
-                self.record_failure(&e);
-                Err(e)
-            }
+            Err(CallError::Quarantined { .. }) => None,
+            // The guest answered, even if with an error of its own.
+            Ok(_) | Err(CallError::Guest(_)) => self.quarantine.success(app),
+        };
+        if let Some(change) = change {
+            self.report(change);
         }
     }
 
-    fn record_failure(&self, e: &anyhow::Error) {
-        *self
-            .health
-            .last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(format!("{e:#}"));
-        let n = self
-            .health
-            .consecutive_failures
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
-        if n >= self.limits.quarantine_after
-            && !self.health.quarantined.swap(true, Ordering::Relaxed)
-        {
-            tracing::error!(
-                plugin = %self.info.name, version = %self.info.version, failures = n, error = format!("{e:#}"),
-                "plugin quarantined after consecutive failures; its deliveries wait for a new version"
-            );
+    fn report(&self, change: quarantine::Change) {
+        if let Some(sink) = &self.changes {
+            sink(&self.info.name, change);
         }
     }
+}
 
-    fn instantiate(&self) -> anyhow::Result<Warm> {
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(self.name_tag.clone(), &self.limits),
-        );
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(self.limits.deadline_ticks());
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.explain(e, Instant::now()))
-            .context("failed to instantiate plugin")?;
-        Ok(Warm {
-            store,
-            bindings,
-            calls: 0,
-        })
-    }
-
-    fn explain(&self, e: wasmtime::Error, started: Instant) -> anyhow::Error {
-        if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
-            return anyhow::anyhow!(
-                "call exceeded the deadline of {} ms (ran {} ms)",
-                self.limits.call_timeout.as_millis(),
-                started.elapsed().as_millis()
-            );
-        }
-        let text = format!("{e:#}");
-        if text.contains("growing memory") {
-            return anyhow::anyhow!(
-                "call exceeded the memory limit of {} MiB",
-                self.limits.memory_bytes >> 20
-            );
-        }
-        anyhow::anyhow!("trapped: {}", text.chars().take(2000).collect::<String>())
+/// A verdict's message as the host keeps it.
+fn cut_verdict(v: Verdict) -> Verdict {
+    match v {
+        Verdict::Fail(m) => Verdict::Fail(limits::cut(&m)),
+        Verdict::DisableEndpoint(m) => Verdict::DisableEndpoint(limits::cut(&m)),
+        other => other,
     }
 }

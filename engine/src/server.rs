@@ -63,10 +63,36 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.plugin_limits.clone(),
         Some(&config.data_dir.join("plugin-cache")),
     )?;
-    // When a plugin version is put in service, deliveries waiting for it go now.
-    let (loaded_tx, mut loaded_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let on_loaded: plugins::reload::OnLoaded = Arc::new(move |name: &str| {
-        let _ = loaded_tx.send(name.to_string());
+    // When a plugin version is put in service, or its quarantine for an app
+    // closes, deliveries waiting for it go now: (plugin, only this app).
+    let (resume_tx, mut resume_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(String, Option<String>)>();
+    let on_loaded: plugins::reload::OnLoaded = {
+        let tx = resume_tx.clone();
+        Arc::new(move |name: &str| {
+            let _ = tx.send((name.to_string(), None));
+        })
+    };
+    host.on_quarantine_change({
+        let tx = resume_tx.clone();
+        let runtime = tokio::runtime::Handle::current();
+        Arc::new(move |name: &str, change: plugins::quarantine::Change| {
+            let (tx, name) = (tx.clone(), name.to_string());
+            match change {
+                plugins::quarantine::Change::Closed { app } => {
+                    let _ = tx.send((name, Some(app)));
+                }
+                // Held deliveries go again when a probe may: the first one
+                // claimed takes it, the others wait for its answer.
+                plugins::quarantine::Change::Opened { app, until_ms } => {
+                    let wait = (until_ms - crate::id::now_ms()).max(0) as u64;
+                    runtime.spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                        let _ = tx.send((name, Some(app)));
+                    });
+                }
+            }
+        })
     });
     {
         let (host, dir, on_loaded) = (host.clone(), config.plugins_dir.clone(), on_loaded.clone());
@@ -87,22 +113,31 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ms = started.elapsed().as_millis() as u64,
         "plugins ready"
     );
+    // Quarantines do not outlive the process: whatever waited for a plugin
+    // that is loaded now goes again.
+    for name in host.registry.names() {
+        let _ = resume_tx.send((name, None));
+    }
     {
         let (store, handoff) = (store.clone(), handoff.clone());
         tokio::spawn(async move {
-            while let Some(name) = loaded_rx.recv().await {
+            while let Some((name, app)) = resume_rx.recv().await {
                 let plugin = name.clone();
+                let scope = app.clone();
                 let now = crate::id::now_ms();
                 match store
                     .write(move |c| {
-                        let ids = endpoints::using_plugin(c, &plugin)?;
+                        let ids = match &scope {
+                            Some(app) => endpoints::using_plugin_in_app(c, &plugin, app)?,
+                            None => endpoints::using_plugin(c, &plugin)?,
+                        };
                         deliveries::resume_held(c, &ids, HoldKind::Plugin, now)
                     })
                     .await
                 {
                     Ok(0) => {}
                     Ok(n) => {
-                        tracing::info!(plugin = %name, deliveries = n, "plugin loaded; waiting deliveries resume");
+                        tracing::info!(plugin = %name, app = ?app, deliveries = n, "deliveries waiting for the plugin resume");
                         handoff.wake.notify_one();
                     }
                     Err(e) => {

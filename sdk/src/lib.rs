@@ -99,6 +99,14 @@ macro_rules! export_plugin {
     ($plugin:ty) => {
         #[doc(hidden)]
         type __HooklinePluginExport = $crate::__private::Adapter<$plugin>;
+        // The SDK version, in a custom section the engine reads and shows
+        // in `GET /v1/plugins` (as Zed's extension API records its own).
+        #[cfg(target_arch = "wasm32")]
+        #[unsafe(link_section = "hookline:sdk-version")]
+        #[used]
+        #[doc(hidden)]
+        static __HOOKLINE_SDK_VERSION: [u8; $crate::__private::SDK_VERSION.len()] =
+            $crate::__private::sdk_version_bytes();
         $crate::__private::bindings::__export_hookline_plugin!(__HooklinePluginExport with_types_in $crate::__private::bindings);
     };
 }
@@ -106,4 +114,19 @@ macro_rules! export_plugin {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::adapter::{Adapter, bindings};
+
+    /// This crate's version, as `export_plugin!` records it.
+    pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+    /// [`SDK_VERSION`] as an array, for a `static` in a custom section.
+    pub const fn sdk_version_bytes() -> [u8; SDK_VERSION.len()] {
+        let mut out = [0u8; SDK_VERSION.len()];
+        let bytes = SDK_VERSION.as_bytes();
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = bytes[i];
+            i += 1;
+        }
+        out
+    }
 }

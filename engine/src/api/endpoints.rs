@@ -314,6 +314,7 @@ fn check_secret(secret: &str) -> Result<(), ApiError> {
 /// Checks the plugin exists and accepts the config; returns the config as JSON text.
 async fn check_plugin(
     state: &AppState,
+    app_id: &str,
     plugin: &str,
     config: Option<Value>,
 ) -> Result<String, ApiError> {
@@ -338,9 +339,13 @@ async fn check_plugin(
         ));
     };
     let config_text = text.clone();
-    let verdict = tokio::task::spawn_blocking(move || loaded.validate_config(&config_text))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let app = app_id.to_string();
+    // The client waits for this answer: the plugin gets the API's shorter deadline.
+    let deadline = Some(state.host.limits().validate_timeout);
+    let verdict =
+        tokio::task::spawn_blocking(move || loaded.validate_config(&app, &config_text, deadline))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
     match verdict {
         Ok(()) => Ok(text),
         Err(CallError::Guest(g)) => {
@@ -381,7 +386,7 @@ async fn create(
     };
     let policy = check_policy(input.policy)?;
     let plugin = input.plugin.unwrap_or_else(|| DEFAULT_PLUGIN.into());
-    let plugin_config = check_plugin(&state, &plugin, input.plugin_config).await?;
+    let plugin_config = check_plugin(&state, &app_id, &plugin, input.plugin_config).await?;
     let now = now_ms();
     let enabled = input.enabled.unwrap_or(true);
     let mut endpoint = Endpoint::new(
@@ -489,7 +494,7 @@ async fn update(
             Some(c) => Some(c),
             None => serde_json::from_str(&current.plugin_config).ok(),
         };
-        changes.plugin_config = Some(check_plugin(&state, &plugin, config).await?);
+        changes.plugin_config = Some(check_plugin(&state, &app_id, &plugin, config).await?);
         changes.plugin = Some(plugin);
     }
     if let Some(enabled) = input.enabled {

@@ -1,17 +1,22 @@
-//! `/v1/plugins`: which plugins serve, where they came from, and which files
-//! were refused and why.
+//! `/v1/plugins`: which plugins serve, where they came from, which files were
+//! refused and why, each version's quarantine per app, and the sandbox's
+//! memory budget. `POST /v1/plugins/{name}/lift` lifts a quarantine.
 
-use axum::extract::State;
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::{ApiError, AppState, parse_json};
 use crate::id::rfc3339;
 use crate::plugins::PluginSource;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/", get(list))
+    Router::new()
+        .route("/", get(list))
+        .route("/{name}/lift", post(lift))
 }
 
 async fn list(State(state): State<AppState>) -> Json<Value> {
@@ -26,21 +31,36 @@ async fn list(State(state): State<AppState>) -> Json<Value> {
                 PluginSource::File(path) => ("file", Some(path.clone())),
             };
             // A built-in replaced by a file of the same name is "shadowed".
-            let plugin_state = match (p.is_quarantined(), active) {
-                (true, _) => "quarantined",
-                (false, true) => "active",
-                (false, false) => "shadowed",
-            };
+            let plugin_state = if *active { "active" } else { "shadowed" };
+            let quarantine: Vec<Value> = p
+                .quarantine_view()
+                .into_iter()
+                .map(|a| {
+                    json!({
+                        "app_id": a.app_id,
+                        "state": a.state,
+                        "consecutive_faults": a.consecutive_faults,
+                        "faults": a.faults,
+                        "opened": a.opened,
+                        "reason": a.reason,
+                        "probe_at": a.probe_at_ms.map(rfc3339),
+                    })
+                })
+                .collect();
             json!({
                 "name": p.info.name,
                 "version": p.info.version,
                 "description": p.info.description,
                 "hash": p.hash,
                 "world": format!("hookline:plugin@{}", p.world),
+                "sdk_version": p.sdk_version,
                 "source": source,
                 "path": path,
                 "state": plugin_state,
+                "quarantined_for": p.quarantined_apps(),
+                "quarantine": quarantine,
                 "last_error": p.last_error(),
+                "warm_instances": p.warm_instances(),
                 "loaded_at": rfc3339(p.loaded_at_ms),
                 "config_schema": p.info.config_schema,
             })
@@ -56,5 +76,38 @@ async fn list(State(state): State<AppState>) -> Json<Value> {
             "loaded_at": rfc3339(r.at_ms),
         }));
     }
-    Json(json!({ "data": out }))
+    Json(json!({ "data": out, "sandbox": state.host.usage() }))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LiftInput {
+    /// Lift for this app only; every app when absent.
+    app_id: Option<String>,
+}
+
+/// Lifts the quarantine of the plugin serving `name`; its waiting
+/// deliveries go now.
+async fn lift(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    // An empty body lifts for every app.
+    let input: LiftInput = match &body {
+        Ok(b) if b.is_empty() => LiftInput::default(),
+        _ => parse_json(body)?,
+    };
+    let plugin = state
+        .host
+        .registry
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("no plugin named {name:?} is loaded")))?;
+    let lifted = plugin.lift_quarantine(input.app_id.as_deref());
+    tracing::info!(plugin = %name, apps = ?lifted, "quarantine lifted by an operator");
+    Ok(Json(json!({
+        "name": plugin.info.name,
+        "version": plugin.info.version,
+        "lifted_for": lifted,
+    })))
 }

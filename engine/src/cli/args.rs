@@ -102,18 +102,37 @@ pub struct ServeArgs {
     /// Timeout of a whole request to an endpoint.
     #[arg(long, env = "HOOKLINE_REQUEST_TIMEOUT", value_parser = humantime::parse_duration, default_value = "15s")]
     pub request_timeout: Duration,
-    /// Deadline of one plugin call.
-    #[arg(long, env = "HOOKLINE_PLUGIN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "50ms")]
+    /// Wall-clock deadline of one plugin call, time the plugin spends waiting in WASI included.
+    #[arg(long, env = "HOOKLINE_PLUGIN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "1s")]
     pub plugin_timeout: Duration,
+    /// Deadline of a plugin's `validate-config` when an endpoint is created or changed (the client waits for it).
+    #[arg(long, env = "HOOKLINE_PLUGIN_VALIDATE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "250ms")]
+    pub plugin_validate_timeout: Duration,
+    /// CPU budget of one plugin call, in wasmtime fuel (about one unit per Wasm instruction).
+    #[arg(long, env = "HOOKLINE_PLUGIN_FUEL", default_value_t = crate::plugins::limits::DEFAULT_FUEL)]
+    pub plugin_fuel: u64,
+    /// CPU time of one plugin call on its thread, host calls included.
+    #[arg(long, env = "HOOKLINE_PLUGIN_CPU_TIME", value_parser = humantime::parse_duration, default_value = "200ms")]
+    pub plugin_cpu_time: Duration,
     /// Memory cap of one plugin instance, in MiB.
     #[arg(long, env = "HOOKLINE_PLUGIN_MEMORY_MIB", default_value_t = 64)]
     pub plugin_memory_mib: usize,
+    /// Memory all plugin instances together may hold, in MiB; with the per-instance cap it sets how many instances exist at once.
+    #[arg(
+        long,
+        env = "HOOKLINE_PLUGIN_MEMORY_BUDGET_MIB",
+        default_value_t = 4096
+    )]
+    pub plugin_memory_budget_mib: usize,
     /// Total body bytes the requests of one transform may hold, in KiB.
     #[arg(long, env = "HOOKLINE_PLUGIN_OUTPUT_KIB", default_value_t = 1024)]
     pub plugin_output_kib: usize,
-    /// Consecutive failed calls (traps, deadlines, memory) after which a plugin version is quarantined.
+    /// Faults in a row (traps, deadlines, CPU, memory, refused output) after which a plugin version is quarantined for the app whose calls faulted.
     #[arg(long, env = "HOOKLINE_PLUGIN_QUARANTINE_AFTER", default_value_t = 5)]
     pub plugin_quarantine_after: u32,
+    /// How long a quarantine lasts before one probe call; doubled while probes fail (up to 16 times).
+    #[arg(long, env = "HOOKLINE_PLUGIN_QUARANTINE_COOLDOWN", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub plugin_quarantine_cooldown: Duration,
     /// Largest `POST /v1/events` body, in KiB.
     #[arg(long, env = "HOOKLINE_MAX_BODY_KIB", default_value_t = 8192)]
     pub max_body_kib: usize,
@@ -130,8 +149,11 @@ pub struct ServeArgs {
 pub enum PluginCommand {
     /// Create a new plugin crate that builds for wasm32-wasip2 and passes its own tests.
     New(PluginNewArgs),
-    /// Load a plugin exactly as the engine does, print its info and what it sends for an event.
-    Check(PluginCheckArgs),
+    /// Load a plugin exactly as the engine does, run one event through it, and report
+    /// the requests, the verdict on an answer, and what the calls cost against the limits.
+    /// Exits with 1 when a call broke a limit.
+    #[command(visible_alias = "check")]
+    Test(PluginTestArgs),
     /// Measure the per-call cost of plugin transforms through wasmtime.
     Bench(PluginBenchArgs),
 }
@@ -150,15 +172,39 @@ pub struct PluginNewArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct PluginCheckArgs {
+pub struct PluginTestArgs {
     /// The plugin component (`.wasm`).
     pub file: PathBuf,
     /// A CloudEvent (JSON file) to transform [default: a sample `order.created`].
     #[arg(long)]
     pub event: Option<PathBuf>,
-    /// The endpoint's plugin config, as JSON.
+    /// The endpoint's plugin config: a JSON file, or JSON text.
     #[arg(long, default_value = "{}")]
     pub config: String,
+    /// The answer to read with `interpret-response`: its status.
+    #[arg(long, default_value_t = 200)]
+    pub response_status: u16,
+    /// The answer's body: a file, or text.
+    #[arg(long)]
+    pub response_body: Option<String>,
+    /// An answer header, `name: value` (repeatable).
+    #[arg(long = "response-header")]
+    pub response_headers: Vec<String>,
+    /// The wall-clock deadline of a call.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub timeout: Duration,
+    /// The CPU budget of a call, in fuel.
+    #[arg(long, default_value_t = crate::plugins::limits::DEFAULT_FUEL)]
+    pub fuel: u64,
+    /// The CPU time of a call, host calls included.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
+    pub cpu_time: Duration,
+    /// The memory cap of an instance, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub memory_mib: usize,
+    /// The cap on one transform's request bodies, in KiB.
+    #[arg(long, default_value_t = 1024)]
+    pub output_kib: usize,
 }
 
 #[derive(Debug, clap::Args)]

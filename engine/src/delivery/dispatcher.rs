@@ -33,7 +33,8 @@ use super::signing::{SigningKey, signature_header};
 use super::verdict;
 use crate::id::{new_id, now_ms};
 use crate::plugins::{
-    CallError, GuestError, LoadedPlugin, PluginEvent, PluginHost, PluginResponse, Verdict,
+    Admission, CallError, GuestError, LoadedPlugin, PluginEvent, PluginHost, PluginResponse,
+    Verdict,
 };
 use crate::store::Store;
 use crate::store::deliveries::{
@@ -576,6 +577,8 @@ enum Outcome {
     Retry(Option<Duration>),
     Fail,
     Disable,
+    /// The plugin is quarantined for this app: no attempt was made.
+    PluginQuarantined,
 }
 
 /// Longest response excerpt kept on an attempt.
@@ -610,9 +613,11 @@ async fn deliver(ctx: &Context, job: Claimed) -> (Completion, Option<Duration>) 
     }
     let plugin = ctx.host.registry.get(&endpoint.plugin);
     let waiting = match &plugin {
-        None => Some("not loaded"),
-        Some(p) if p.is_quarantined() => Some("quarantined after repeated failures"),
-        Some(_) => None,
+        None => Some("not loaded".to_string()),
+        Some(p) => match p.admission(&endpoint.app_id) {
+            Admission::Wait { until_ms, reason } => Some(quarantine_note(until_ms, &reason)),
+            Admission::Call | Admission::Probe => None,
+        },
     };
     if let Some(why) = waiting {
         // Not an attempt: the delivery is held without using up its retries,
@@ -627,6 +632,18 @@ async fn deliver(ctx: &Context, job: Claimed) -> (Completion, Option<Duration>) 
     let plugin = plugin.expect("checked above");
 
     let result = attempt(ctx, &job, &plugin).await;
+    if let Outcome::PluginQuarantined = result.outcome {
+        // Quarantined between the check above and the call: still not an attempt.
+        let why = format!(
+            "waiting for plugin {:?}: {}",
+            endpoint.plugin,
+            result.error.unwrap_or_default()
+        );
+        return (
+            without_attempt(&job, DeliveryStatus::Held, HoldKind::Plugin, why),
+            None,
+        );
+    }
     let attempts = job.attempts + 1;
     // A failed probe says the endpoint is still down, not that this delivery
     // used up a step of its schedule: its schedule starts one later.
@@ -643,6 +660,7 @@ async fn deliver(ctx: &Context, job: Claimed) -> (Completion, Option<Duration>) 
         Outcome::Fail => (DeliveryStatus::Failed, HoldKind::None, now),
         // The endpoint is being disabled: this delivery waits with the rest.
         Outcome::Disable => (DeliveryStatus::Held, HoldKind::Endpoint, now),
+        Outcome::PluginQuarantined => unreachable!("handled above"),
         Outcome::Retry(after) => {
             let schedule = endpoint
                 .retry_schedule
@@ -707,6 +725,14 @@ async fn deliver(ctx: &Context, job: Claimed) -> (Completion, Option<Duration>) 
         ordered: endpoint.ordered,
     };
     (completion, result.pause)
+}
+
+/// What a delivery held for a quarantined plugin says.
+fn quarantine_note(until_ms: i64, reason: &str) -> String {
+    format!(
+        "quarantined for this app after repeated faults ({reason}); a probe may go at {}",
+        crate::id::rfc3339(until_ms)
+    )
 }
 
 fn without_attempt(
@@ -785,6 +811,12 @@ async fn attempt(ctx: &Context, job: &Claimed, plugin: &Arc<LoadedPlugin>) -> At
                 GuestError::Internal(_) => Outcome::Retry(None),
             };
             return fail(outcome, format!("plugin {}: {g}", plugin.info.name));
+        }
+        Ok(Err(CallError::Quarantined { until_ms, reason })) => {
+            return fail(
+                Outcome::PluginQuarantined,
+                quarantine_note(until_ms, &reason),
+            );
         }
         Ok(Err(e)) => {
             return fail(
@@ -868,8 +900,9 @@ async fn attempt(ctx: &Context, job: &Claimed, plugin: &Arc<LoadedPlugin>) -> At
         let plugin_verdict = {
             let plugin = plugin.clone();
             let config = endpoint.plugin_config.clone();
+            let app = endpoint.app_id.clone();
             tokio::task::spawn_blocking(move || {
-                let verdict = plugin.interpret_response(&response, &config);
+                let verdict = plugin.interpret_response(&app, &response, &config);
                 (verdict, response)
             })
             .await

@@ -4,41 +4,104 @@ use std::time::Duration;
 
 use super::PluginRequest;
 
-/// Limits applied to every plugin call.
+/// Limits applied to every plugin call, and the budget all instances share.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Wall-clock deadline of one call (enforced by epoch interruption).
+    /// Wall-clock deadline of one call, host calls (WASI clocks and polls)
+    /// included: a guest that sleeps is stopped here.
     pub call_timeout: Duration,
-    /// Linear memory one instance may grow to.
+    /// The shorter deadline of `validate-config` on the API path, where a
+    /// client waits for the answer.
+    pub validate_timeout: Duration,
+    /// CPU budget of one call, in wasmtime fuel (about one unit per Wasm
+    /// instruction). Fuel counts only what the guest executes, so a loaded
+    /// machine cannot trip it by itself.
+    pub fuel: u64,
+    /// CPU time of one call on its thread, host calls (WASI, logging)
+    /// included: the backstop for a guest that spins in host calls, which
+    /// cost it little fuel. Counted only while the thread runs, so a loaded
+    /// machine does not trip it either.
+    pub cpu_time: Duration,
+    /// Linear memory one instance may grow to (all its memories together).
     pub memory_bytes: usize,
+    /// Memory all plugin instances together may hold: it sets how many
+    /// instances exist at once (warm ones plus calls in progress).
+    pub memory_budget: usize,
     /// Total body bytes of the requests one transform may return.
     pub output_bytes: usize,
     /// Requests one transform may return.
     pub max_requests: usize,
-    /// Consecutive failed calls (traps, deadlines, limits) after which a
-    /// plugin version is quarantined.
+    /// Consecutive guest faults (traps, deadlines, limits) after which a
+    /// plugin version is quarantined for the app whose calls faulted.
     pub quarantine_after: u32,
+    /// How long a quarantine lasts before one probe call may try again;
+    /// doubled each time the probe fails, up to 16 times.
+    pub quarantine_cooldown: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            call_timeout: Duration::from_millis(50),
+            call_timeout: Duration::from_secs(1),
+            validate_timeout: Duration::from_millis(250),
+            fuel: DEFAULT_FUEL,
+            cpu_time: Duration::from_millis(200),
             memory_bytes: 64 << 20,
+            memory_budget: 4 << 30,
             output_bytes: 1 << 20,
             max_requests: 16,
             quarantine_after: 5,
+            quarantine_cooldown: Duration::from_secs(30),
         }
     }
 }
 
-/// How often the engine's epoch advances; the deadline's resolution.
-pub(super) const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// The default CPU budget of a call; see docs/plugins.md for how it was chosen.
+pub const DEFAULT_FUEL: u64 = 500_000_000;
+
+/// Fuel after which a running guest yields to the executor, so that the
+/// call's deadline is checked while it computes. Typical transforms use far
+/// less and never yield.
+pub(super) const YIELD_EVERY_FUEL: u64 = 2_000_000;
+
+/// Bytes a guest may hand the host in one lift (a call's result, or the
+/// arguments of one host call): the output cap plus room for headers and
+/// strings. Checked by wasmtime before it copies anything.
+pub(super) fn lift_budget(limits: &Limits) -> usize {
+    limits.output_bytes + (256 << 10)
+}
+
+/// Longest string the host keeps from a guest (errors, reasons, log lines).
+pub const MAX_KEPT_STRING: usize = 1024;
+
+/// Cuts a guest's string to [`MAX_KEPT_STRING`] bytes at a character boundary.
+pub fn cut(s: &str) -> String {
+    if s.len() <= MAX_KEPT_STRING {
+        return s.to_string();
+    }
+    let mut end = MAX_KEPT_STRING;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes cut)", &s[..end], s.len() - end)
+}
 
 impl Limits {
-    /// The call deadline in epoch ticks (at least one full tick).
-    pub(super) fn deadline_ticks(&self) -> u64 {
-        (self.call_timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
+    /// Instances that may exist at once: the memory budget over one
+    /// instance's cap (at least 4).
+    pub fn instance_slots(&self) -> usize {
+        (self.memory_budget / self.memory_bytes.max(1)).max(4)
+    }
+
+    /// Of those, how many may wait warm between calls; the rest are for
+    /// calls in progress.
+    pub fn warm_slots(&self) -> usize {
+        self.instance_slots() / 2
+    }
+
+    /// Calls that may run at once.
+    pub fn call_slots(&self) -> usize {
+        self.instance_slots() - self.warm_slots()
     }
 }
 
@@ -111,6 +174,26 @@ mod tests {
             headers: Vec::new(),
             query: None,
         }
+    }
+
+    #[test]
+    fn kept_strings_are_cut_at_a_character_boundary() {
+        assert_eq!(cut("short"), "short");
+        let long = "é".repeat(MAX_KEPT_STRING);
+        let kept = cut(&long);
+        assert!(kept.len() < MAX_KEPT_STRING + 40, "{}", kept.len());
+        assert!(kept.ends_with("bytes cut)"), "{kept}");
+    }
+
+    #[test]
+    fn slots_follow_the_memory_budget() {
+        let limits = Limits {
+            memory_bytes: 64 << 20,
+            memory_budget: 1 << 30,
+            ..Limits::default()
+        };
+        assert_eq!(limits.instance_slots(), 16);
+        assert_eq!(limits.warm_slots() + limits.call_slots(), 16);
     }
 
     #[test]

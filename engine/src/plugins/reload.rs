@@ -72,7 +72,13 @@ pub fn load_file(host: &Arc<PluginHost>, path: &Path, on_loaded: &OnLoaded) -> b
     if let Some(current) = host.registry.file(path)
         && current.hash == super::hex(&sha2::Sha256::digest(&bytes))
     {
-        return true; // unchanged (an editor touched it, or a duplicate event)
+        // Unchanged (an editor touched it, a duplicate event, or an operator
+        // copied the same file again): that lifts its quarantine.
+        let lifted = current.lift_quarantine(None);
+        if !lifted.is_empty() {
+            tracing::info!(plugin = %current.info.name, apps = ?lifted, path = %path.display(), "plugin file written again; quarantine lifted");
+        }
+        return true;
     }
     let source = super::PluginSource::File(path.display().to_string());
     match host

@@ -4,10 +4,11 @@
 
 pub mod v0_1;
 
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, Store};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, StoreContextMut};
 
-use super::{HostState, PluginEvent, PluginInfo, PluginRequest, PluginResponse, Verdict};
+use super::sandbox::HostState;
+use super::{PluginEvent, PluginInfo, PluginRequest, PluginResponse, Verdict};
 
 /// A component linked and type-checked against one supported world version.
 pub(super) enum Pre {
@@ -27,13 +28,43 @@ pub enum GuestError {
     Internal(String),
 }
 
+/// Fuel one `log` call costs the guest: host work is charged to its CPU
+/// budget like its own instructions, so a guest that logs in a loop runs out
+/// of fuel instead of burning CPU in the host until its deadline.
+const LOG_FUEL: u64 = 1_000_000;
+
 /// Builds the linker every plugin is instantiated with: all of WASI p2 with
 /// an empty context (so guests that import it link, and reach nothing), plus
 /// the `host` interface (logging).
 pub(super) fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    v0_1::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    // `host` by hand rather than through the generated trait: `log` needs
+    // the store, to charge the call to the guest's fuel.
+    linker.instance(&format!("hookline:plugin/types@{}", v0_1::VERSION))?;
+    linker
+        .instance(&format!("hookline:plugin/host@{}", v0_1::VERSION))?
+        .func_wrap(
+            "log",
+            |mut store: StoreContextMut<'_, HostState>,
+             (level, message): (v0_1::hookline::plugin::host::Level, String)| {
+                let fuel = store.get_fuel()?;
+                store.set_fuel(fuel.saturating_sub(LOG_FUEL))?;
+                if fuel < LOG_FUEL {
+                    return Err(wasmtime::Trap::OutOfFuel.into());
+                }
+                use v0_1::hookline::plugin::host::Level;
+                let level = match level {
+                    Level::Trace => tracing::Level::TRACE,
+                    Level::Debug => tracing::Level::DEBUG,
+                    Level::Info => tracing::Level::INFO,
+                    Level::Warn => tracing::Level::WARN,
+                    Level::Error => tracing::Level::ERROR,
+                };
+                store.data_mut().log(level, &message);
+                Ok(())
+            },
+        )?;
     Ok(linker)
 }
 
@@ -58,18 +89,21 @@ pub(super) fn prepare(
 }
 
 impl Pre {
-    pub(super) fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Bindings> {
+    pub(super) async fn instantiate_async(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Bindings> {
         match self {
-            Pre::V0_1(pre) => Ok(Bindings::V0_1(pre.instantiate(&mut *store)?)),
+            Pre::V0_1(pre) => Ok(Bindings::V0_1(pre.instantiate_async(&mut *store).await?)),
         }
     }
 }
 
 impl Bindings {
-    pub(super) fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
+    pub(super) async fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
         match self {
             Bindings::V0_1(b) => {
-                let info = b.call_info(store)?;
+                let info = b.call_info(store).await?;
                 Ok(PluginInfo {
                     name: info.name,
                     version: info.version,
@@ -81,19 +115,20 @@ impl Bindings {
         }
     }
 
-    pub(super) fn validate_config(
+    pub(super) async fn validate_config(
         &self,
         store: &mut Store<HostState>,
         config: &str,
     ) -> wasmtime::Result<Result<(), GuestError>> {
         match self {
             Bindings::V0_1(b) => Ok(b
-                .call_validate_config(store, config)?
+                .call_validate_config(store, config)
+                .await?
                 .map_err(guest_error_v0_1)),
         }
     }
 
-    pub(super) fn transform(
+    pub(super) async fn transform(
         &self,
         store: &mut Store<HostState>,
         event: &PluginEvent<'_>,
@@ -111,7 +146,8 @@ impl Bindings {
                     extensions: event.extensions.to_string(),
                     app_id: event.app_id.to_string(),
                 };
-                Ok(b.call_transform(store, &event, config)?
+                Ok(b.call_transform(store, &event, config)
+                    .await?
                     .map(|requests| {
                         requests
                             .into_iter()
@@ -128,7 +164,7 @@ impl Bindings {
         }
     }
 
-    pub(super) fn interpret_response(
+    pub(super) async fn interpret_response(
         &self,
         store: &mut Store<HostState>,
         response: &PluginResponse,
@@ -142,7 +178,8 @@ impl Bindings {
                     body: response.body.clone(),
                 };
                 use v0_1::types::Verdict as V;
-                Ok(b.call_interpret_response(store, &response, config)?
+                Ok(b.call_interpret_response(store, &response, config)
+                    .await?
                     .map(|v| match v {
                         V::Success => Verdict::Success,
                         V::RetryAfter(s) => Verdict::RetryAfter(s),
@@ -162,19 +199,3 @@ fn guest_error_v0_1(e: v0_1::types::PluginError) -> GuestError {
         E::Internal(m) => GuestError::Internal(m),
     }
 }
-
-impl v0_1::hookline::plugin::host::Host for HostState {
-    fn log(&mut self, level: v0_1::hookline::plugin::host::Level, message: String) {
-        use v0_1::hookline::plugin::host::Level;
-        let level = match level {
-            Level::Trace => tracing::Level::TRACE,
-            Level::Debug => tracing::Level::DEBUG,
-            Level::Info => tracing::Level::INFO,
-            Level::Warn => tracing::Level::WARN,
-            Level::Error => tracing::Level::ERROR,
-        };
-        self.log(level, &message);
-    }
-}
-
-impl v0_1::hookline::plugin::types::Host for HostState {}

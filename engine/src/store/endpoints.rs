@@ -249,6 +249,20 @@ pub fn using_plugin(conn: &mut Conn, plugin: &str) -> Result<Vec<String>, StoreE
         .load(conn)?)
 }
 
+/// The live endpoints of one app that use `plugin`.
+pub fn using_plugin_in_app(
+    conn: &mut Conn,
+    plugin: &str,
+    app_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    Ok(endpoints::table
+        .filter(endpoints::plugin.eq(plugin))
+        .filter(endpoints::app_id.eq(app_id))
+        .filter(endpoints::deleted_at.is_null())
+        .select(endpoints::id)
+        .load(conn)?)
+}
+
 pub fn soft_delete(conn: &mut Conn, app_id: &str, id: &str, now: i64) -> Result<(), StoreError> {
     let target = endpoints::table
         .filter(endpoints::id.eq(id))

@@ -3,6 +3,9 @@
 wasmtime::component::bindgen!({
     path: "../sdk/wit/v0.1",
     world: "plugin",
+    // Guest calls are async so that their deadline also covers time the
+    // guest spends waiting in WASI; see `sandbox`.
+    exports: { default: async },
 });
 
 pub use self::hookline::plugin::types;
