@@ -9,5 +9,6 @@ mod hot_reload;
 mod lifecycle;
 mod plugins;
 mod reliability;
+mod sandbox;
 mod scaffold;
 mod ssrf;
