@@ -214,6 +214,9 @@ pub struct PluginBenchArgs {
     /// Timed calls per plugin.
     #[arg(long, default_value_t = 20_000)]
     pub calls: usize,
+    /// The endpoint config every plugin gets: a JSON file, or JSON text.
+    #[arg(long, default_value = "{}")]
+    pub config: String,
 }
 
 #[derive(Debug, clap::Args)]

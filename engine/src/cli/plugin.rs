@@ -43,7 +43,7 @@ const APP: &str = "app_test";
 pub struct LimitExceeded(pub String);
 
 /// Text from `arg` if it is a readable file, else `arg` itself.
-fn file_or_text(arg: &str) -> anyhow::Result<String> {
+pub(super) fn file_or_text(arg: &str) -> anyhow::Result<String> {
     let path = Path::new(arg);
     if !arg.trim_start().starts_with(['{', '[']) && path.is_file() {
         return std::fs::read_to_string(path)
@@ -125,7 +125,8 @@ pub fn test(args: PluginTestArgs) -> anyhow::Result<()> {
             extensions: &e.extensions,
             app_id: APP,
         };
-        // The first call may start an instance; the report shows a warm one too.
+        // A fresh instance first, then a warm one: the report shows both.
+        plugin.drop_warm();
         let (first, fresh_cost) = plugin.transform_measured(&event, &config);
         let (_, warm_cost) = plugin.transform_measured(&event, &config);
         writeln!(out, "\nevent {:?} ({}):", e.ce_id, e.event_type)?;

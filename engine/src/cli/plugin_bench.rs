@@ -1,6 +1,7 @@
-//! `hookline plugin bench`: per-call cost of each plugin's transform through
-//! wasmtime, on the engine's own call path (warm instance pool, epoch
-//! deadline, memory limiter, output checks), for a typical 1 KiB event.
+//! `hookline plugin bench`: load time and per-call cost of each plugin's
+//! transform through wasmtime, on the engine's own call path (the app's warm
+//! instances, deadline, fuel, memory cap, output checks), for a typical
+//! 1 KiB event.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,15 +14,21 @@ const DATA: &str = r#"{"order_id":"ord_8812","status":"paid","total":"149.90","c
 
 pub fn run(args: PluginBenchArgs) -> anyhow::Result<()> {
     let host = PluginHost::new(Limits::default(), None)?;
-    let plugins: Vec<Arc<LoadedPlugin>> = if args.files.is_empty() {
+    let config = super::plugin::file_or_text(&args.config)?;
+    // Each load compiles (no cache) and runs the load-time checks.
+    let timed_load = |load: &dyn Fn() -> anyhow::Result<LoadedPlugin>| {
+        let started = Instant::now();
+        load().map(|p| (Arc::new(p), started.elapsed()))
+    };
+    let plugins: Vec<(Arc<LoadedPlugin>, Duration)> = if args.files.is_empty() {
         builtin::BUILTIN
             .iter()
-            .map(|(_, bytes)| host.load(bytes, PluginSource::Builtin).map(Arc::new))
+            .map(|(_, bytes)| timed_load(&|| host.load(bytes, PluginSource::Builtin)))
             .collect::<Result<_, _>>()?
     } else {
         args.files
             .iter()
-            .map(|f| host.load_file(f).map(Arc::new))
+            .map(|f| timed_load(&|| host.load_file(f)))
             .collect::<Result<_, _>>()?
     };
     let event = PluginEvent {
@@ -40,31 +47,39 @@ pub fn run(args: PluginBenchArgs) -> anyhow::Result<()> {
         args.calls
     );
     println!(
-        "{:<10} {:>10} {:>10} {:>10} {:>12} {:>14}",
-        "plugin", "warm p50", "warm p99", "fresh p50", "bytes out", "2 threads/s"
+        "{:<12} {:>9} {:>10} {:>10} {:>10} {:>11} {:>10} {:>12}",
+        "plugin",
+        "load",
+        "warm p50",
+        "warm p99",
+        "fresh p50",
+        "fuel/call",
+        "bytes out",
+        "2 threads/s"
     );
-    for plugin in &plugins {
-        let out = plugin
-            .transform(&event, "{}")
-            .map_err(|e| anyhow::anyhow!("{}: {e}", plugin.info.name))?;
+    for (plugin, load) in &plugins {
+        let (out, cost) = plugin.transform_measured(&event, &config);
+        let out = out.map_err(|e| anyhow::anyhow!("{}: {e}", plugin.info.name))?;
         let bytes: usize = out.iter().map(|r| r.body.len()).sum();
         for _ in 0..1000 {
-            plugin.transform(&event, "{}").ok();
+            plugin.transform(&event, &config).ok();
         }
         let warm = time_calls(args.calls, || {
-            plugin.transform(&event, "{}").ok();
+            plugin.transform(&event, &config).ok();
         });
         let fresh = time_calls(args.calls.min(5_000), || {
             plugin.drop_warm();
-            plugin.transform(&event, "{}").ok();
+            plugin.transform(&event, &config).ok();
         });
-        let rate = parallel_rate(plugin, &event, 2, args.calls);
+        let rate = parallel_rate(plugin, &event, &config, 2, args.calls);
         println!(
-            "{:<10} {:>8.1}µs {:>8.1}µs {:>8.1}µs {:>12} {:>14.0}",
+            "{:<12} {:>7.0}ms {:>8.1}µs {:>8.1}µs {:>8.1}µs {:>11} {:>10} {:>12.0}",
             plugin.info.name,
+            load.as_secs_f64() * 1e3,
             micros(percentile(&warm, 0.5)),
             micros(percentile(&warm, 0.99)),
             micros(percentile(&fresh, 0.5)),
+            cost.fuel,
             bytes,
             rate
         );
@@ -95,6 +110,7 @@ fn micros(d: Duration) -> f64 {
 fn parallel_rate(
     plugin: &Arc<LoadedPlugin>,
     event: &PluginEvent<'_>,
+    config: &str,
     threads: usize,
     calls: usize,
 ) -> f64 {
@@ -103,7 +119,7 @@ fn parallel_rate(
         for _ in 0..threads {
             s.spawn(|| {
                 for _ in 0..calls {
-                    plugin.transform(event, "{}").ok();
+                    plugin.transform(event, config).ok();
                 }
             });
         }
