@@ -7,6 +7,7 @@ mod crash;
 mod delivery;
 mod hot_reload;
 mod lifecycle;
+mod other_languages;
 mod plugins;
 mod reliability;
 mod sandbox;
