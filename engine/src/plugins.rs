@@ -234,12 +234,12 @@ impl PluginHost {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
         };
-        let (info, _) =
-            plugin
-                .instances
-                .call(LOAD_CHECK_APP, limits.call_timeout, async |store, b| {
-                    b.info(store).await
-                });
+        let (info, _) = plugin.instances.call(
+            LOAD_CHECK_APP,
+            limits.call_timeout,
+            false,
+            async |store, b| b.info(store).await,
+        );
         let info = info.map_err(|f| anyhow::anyhow!("plugin's info call failed: {f}"))?;
         check_name(&info.name)?;
         plugin.instances.set_name(&info.name);
@@ -247,7 +247,7 @@ impl PluginHost {
         // A plugin that cannot turn a plain event into requests within the
         // limits would fail every delivery: refuse it now. Its own errors
         // (a config it needs, an event it does not take) are fine.
-        match plugin.run_transform(&SAMPLE_EVENT, "{}", false).0 {
+        match plugin.run_transform(&SAMPLE_EVENT, "{}", false, false).0 {
             Ok(_) | Err(CallError::Guest(_)) => {}
             Err(e) => anyhow::bail!("sample transform failed: {e}"),
         }
@@ -362,7 +362,7 @@ impl LoadedPlugin {
         event: &PluginEvent<'_>,
         config: &str,
     ) -> Result<Vec<PluginRequest>, CallError> {
-        self.run_transform(event, config, true).0
+        self.run_transform(event, config, true, false).0
     }
 
     /// [`Self::transform`] with what the call cost.
@@ -371,7 +371,7 @@ impl LoadedPlugin {
         event: &PluginEvent<'_>,
         config: &str,
     ) -> (Result<Vec<PluginRequest>, CallError>, CallCost) {
-        self.run_transform(event, config, true)
+        self.run_transform(event, config, true, true)
     }
 
     fn run_transform(
@@ -379,15 +379,18 @@ impl LoadedPlugin {
         event: &PluginEvent<'_>,
         config: &str,
         guarded: bool,
+        measure: bool,
     ) -> (Result<Vec<PluginRequest>, CallError>, CallCost) {
         let app = event.app_id;
         if guarded && let Err(e) = self.admit(app) {
             return (Err(e), CallCost::default());
         }
         let timeout = self.instances.sandbox().limits.call_timeout;
-        let (result, cost) = self.instances.call(app, timeout, async |store, b| {
-            b.transform(store, event, config).await
-        });
+        let (result, cost) = self
+            .instances
+            .call(app, timeout, measure, async |store, b| {
+                b.transform(store, event, config).await
+            });
         let result = match result {
             Err(fault) => Err(CallError::Fault(fault)),
             Ok(Err(e)) => Err(CallError::Guest(GuestErrorDisplay(e))),
@@ -414,7 +417,7 @@ impl LoadedPlugin {
     ) -> Result<(), CallError> {
         self.admit(app)?;
         let timeout = timeout.unwrap_or(self.instances.sandbox().limits.call_timeout);
-        let (result, _) = self.instances.call(app, timeout, async |store, b| {
+        let (result, _) = self.instances.call(app, timeout, false, async |store, b| {
             b.validate_config(store, config).await
         });
         let result = match result {
@@ -432,7 +435,7 @@ impl LoadedPlugin {
         response: &PluginResponse,
         config: &str,
     ) -> Result<Option<Verdict>, CallError> {
-        self.interpret_response_measured(app, response, config).0
+        self.run_interpret(app, response, config, false).0
     }
 
     /// [`Self::interpret_response`] with what the call cost.
@@ -442,13 +445,25 @@ impl LoadedPlugin {
         response: &PluginResponse,
         config: &str,
     ) -> (Result<Option<Verdict>, CallError>, CallCost) {
+        self.run_interpret(app, response, config, true)
+    }
+
+    fn run_interpret(
+        &self,
+        app: &str,
+        response: &PluginResponse,
+        config: &str,
+        measure: bool,
+    ) -> (Result<Option<Verdict>, CallError>, CallCost) {
         if let Err(e) = self.admit(app) {
             return (Err(e), CallCost::default());
         }
         let timeout = self.instances.sandbox().limits.call_timeout;
-        let (result, cost) = self.instances.call(app, timeout, async |store, b| {
-            b.interpret_response(store, response, config).await
-        });
+        let (result, cost) = self
+            .instances
+            .call(app, timeout, measure, async |store, b| {
+                b.interpret_response(store, response, config).await
+            });
         let result = result.map(|v| v.map(cut_verdict)).map_err(CallError::Fault);
         self.record(app, &result);
         (result, cost)

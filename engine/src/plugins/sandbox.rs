@@ -309,6 +309,8 @@ pub(super) struct Instances {
     pre: wit::Pre,
     name_tag: Mutex<Arc<str>>,
     warm: Mutex<HashMap<String, Vec<Warm>>>,
+    /// When idle warm instances were last looked for.
+    swept: Mutex<Instant>,
 }
 
 impl Instances {
@@ -318,6 +320,7 @@ impl Instances {
             pre,
             name_tag: Mutex::new(Arc::from("(loading)")),
             warm: Mutex::new(HashMap::new()),
+            swept: Mutex::new(Instant::now()),
         }
     }
 
@@ -357,15 +360,26 @@ impl Instances {
         }
         w.idle_since = Instant::now();
         let mut warm = self.lock_warm();
-        // Idle apps give their slots back.
-        let mut idle = 0;
-        warm.retain(|_, list| {
-            let before = list.len();
-            list.retain(|w| w.idle_since.elapsed() < WARM_IDLE);
-            idle += before - list.len();
-            !list.is_empty()
-        });
-        self.sandbox.warm.fetch_sub(idle, Ordering::Relaxed);
+        // Idle apps give their slots back; looked for every few seconds,
+        // not on every call, as there may be many apps.
+        let sweep = {
+            let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            let due = swept.elapsed() > WARM_IDLE / 16;
+            if due {
+                *swept = Instant::now();
+            }
+            due
+        };
+        if sweep {
+            let mut idle = 0;
+            warm.retain(|_, list| {
+                let before = list.len();
+                list.retain(|w| w.idle_since.elapsed() < WARM_IDLE);
+                idle += before - list.len();
+                !list.is_empty()
+            });
+            self.sandbox.warm.fetch_sub(idle, Ordering::Relaxed);
+        }
         let list = warm.entry(app.to_string()).or_default();
         let room = self.sandbox.warm.load(Ordering::Relaxed) < self.sandbox.limits.warm_slots();
         if list.len() < MAX_WARM_PER_APP && room {
@@ -400,19 +414,23 @@ impl Instances {
     /// Runs `f` on an instance of `app`'s under every limit, with `timeout`
     /// as the wall-clock deadline (instantiation included). Blocks the
     /// calling thread: call it from a blocking-pool thread or a plain thread.
+    /// With `measure`, the cost includes the call's CPU time (two more
+    /// system calls).
     pub fn call<R>(
         &self,
         app: &str,
         timeout: Duration,
+        measure: bool,
         f: impl AsyncFnOnce(&mut Store<HostState>, &wit::Bindings) -> wasmtime::Result<R>,
     ) -> (Result<R, Fault>, CallCost) {
-        block_on(self.call_async(app, timeout, f))
+        block_on(self.call_async(app, timeout, measure, f))
     }
 
     async fn call_async<R>(
         &self,
         app: &str,
         timeout: Duration,
+        measure: bool,
         f: impl AsyncFnOnce(&mut Store<HostState>, &wit::Bindings) -> wasmtime::Result<R>,
     ) -> (Result<R, Fault>, CallCost) {
         let limits = &self.sandbox.limits;
@@ -449,21 +467,30 @@ impl Instances {
         };
         // The CPU-time backstop, checked whenever the call yields (every
         // YIELD_EVERY_FUEL of guest work) or wakes. The future is polled on
-        // this thread only, so the thread's CPU clock is the call's.
-        let cpu_started = thread_cpu_time();
+        // this thread only, so the thread's CPU clock is the call's. Most
+        // calls never yield: unless asked to measure, the clock is first read
+        // at the first yield, which leaves out at most one interval of fuel
+        // (an undercount, so load can never trip it) and costs a call that
+        // does not yield nothing.
+        let mut cpu_started = measure.then(thread_cpu_time);
         let mut run = std::pin::pin!(run);
         let guarded = std::future::poll_fn(|cx| match run.as_mut().poll(cx) {
             std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
-            std::task::Poll::Pending
-                if thread_cpu_time().saturating_sub(cpu_started) > limits.cpu_time =>
-            {
-                std::task::Poll::Ready(None)
+            std::task::Poll::Pending => {
+                let now = thread_cpu_time();
+                let since = *cpu_started.get_or_insert(now);
+                if now.saturating_sub(since) > limits.cpu_time {
+                    std::task::Poll::Ready(None)
+                } else {
+                    std::task::Poll::Pending
+                }
             }
-            std::task::Poll::Pending => std::task::Poll::Pending,
         });
         let outcome = tokio::time::timeout(timeout, guarded).await;
         cost.wall = started.elapsed();
-        cost.cpu = thread_cpu_time().saturating_sub(cpu_started);
+        if measure {
+            cost.cpu = thread_cpu_time().saturating_sub(cpu_started.unwrap_or_default());
+        }
         let fault = match outcome {
             Err(_elapsed) => Fault::Deadline {
                 limit_ms: timeout.as_millis(),
