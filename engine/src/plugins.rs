@@ -177,6 +177,14 @@ impl PluginHost {
         self.sandbox.usage()
     }
 
+    /// Drops every loaded version's warm instances that have been idle for
+    /// a minute; the server calls it every few seconds.
+    pub fn drop_idle(&self) {
+        for (plugin, _) in self.registry.loaded() {
+            plugin.instances.drop_idle();
+        }
+    }
+
     /// Sets where quarantine changes are reported.
     pub fn on_quarantine_change(&self, sink: ChangeSink) {
         *self.changes.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
@@ -382,9 +390,14 @@ impl LoadedPlugin {
         measure: bool,
     ) -> (Result<Vec<PluginRequest>, CallError>, CallCost) {
         let app = event.app_id;
-        if guarded && let Err(e) = self.admit(app) {
-            return (Err(e), CallCost::default());
-        }
+        let ticket = if guarded {
+            match self.admit(app) {
+                Ok(t) => t,
+                Err(e) => return (Err(e), CallCost::default()),
+            }
+        } else {
+            quarantine::Ticket::default()
+        };
         let timeout = self.instances.sandbox().limits.call_timeout;
         let (result, cost) = self
             .instances
@@ -402,7 +415,7 @@ impl LoadedPlugin {
             }
         };
         if guarded {
-            self.record(app, &result);
+            self.record(app, ticket, &result);
         }
         (result, cost)
     }
@@ -415,7 +428,7 @@ impl LoadedPlugin {
         config: &str,
         timeout: Option<Duration>,
     ) -> Result<(), CallError> {
-        self.admit(app)?;
+        let ticket = self.admit(app)?;
         let timeout = timeout.unwrap_or(self.instances.sandbox().limits.call_timeout);
         let (result, _) = self.instances.call(app, timeout, false, async |store, b| {
             b.validate_config(store, config).await
@@ -424,7 +437,7 @@ impl LoadedPlugin {
             Err(fault) => Err(CallError::Fault(fault)),
             Ok(r) => r.map_err(|e| CallError::Guest(GuestErrorDisplay(e))),
         };
-        self.record(app, &result);
+        self.record(app, ticket, &result);
         result
     }
 
@@ -455,9 +468,10 @@ impl LoadedPlugin {
         config: &str,
         measure: bool,
     ) -> (Result<Option<Verdict>, CallError>, CallCost) {
-        if let Err(e) = self.admit(app) {
-            return (Err(e), CallCost::default());
-        }
+        let ticket = match self.admit(app) {
+            Ok(t) => t,
+            Err(e) => return (Err(e), CallCost::default()),
+        };
         let timeout = self.instances.sandbox().limits.call_timeout;
         let (result, cost) = self
             .instances
@@ -465,7 +479,7 @@ impl LoadedPlugin {
                 b.interpret_response(store, response, config).await
             });
         let result = result.map(|v| v.map(cut_verdict)).map_err(CallError::Fault);
-        self.record(app, &result);
+        self.record(app, ticket, &result);
         (result, cost)
     }
 
@@ -474,22 +488,22 @@ impl LoadedPlugin {
         self.instances.drop_warm();
     }
 
-    fn admit(&self, app: &str) -> Result<(), CallError> {
+    fn admit(&self, app: &str) -> Result<quarantine::Ticket, CallError> {
         match self.quarantine.admit(app) {
-            Admission::Call | Admission::Probe => Ok(()),
-            Admission::Wait { until_ms, reason } => {
+            (Admission::Call | Admission::Probe, ticket) => Ok(ticket),
+            (Admission::Wait { until_ms, reason }, _) => {
                 Err(CallError::Quarantined { until_ms, reason })
             }
         }
     }
 
     /// Counts a call's outcome towards `app`'s breaker.
-    fn record<T>(&self, app: &str, result: &Result<T, CallError>) {
+    fn record<T>(&self, app: &str, ticket: quarantine::Ticket, result: &Result<T, CallError>) {
         let change = match result {
             Err(e @ (CallError::Fault(_) | CallError::Output(_))) => {
                 let text = limits::cut(&e.to_string());
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.clone());
-                let change = self.quarantine.fault(app, &text);
+                let change = self.quarantine.fault(app, &text, ticket);
                 if change.is_some() {
                     tracing::error!(
                         plugin = %self.info.name, version = %self.info.version, app, error = %text,
@@ -500,7 +514,7 @@ impl LoadedPlugin {
             }
             Err(CallError::Quarantined { .. }) => None,
             // The guest answered, even if with an error of its own.
-            Ok(_) | Err(CallError::Guest(_)) => self.quarantine.success(app),
+            Ok(_) | Err(CallError::Guest(_)) => self.quarantine.success(app, ticket),
         };
         if let Some(change) = change {
             self.report(change);

@@ -148,6 +148,33 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
 
+    // A safety net under the messages above, and the sweep of idle warm
+    // instances: every few seconds, deliveries held for a plugin that can be
+    // called again for their app go (a resume may have been written before
+    // the hold it was meant for, or a probe may have been lost).
+    {
+        let (store, host, resume_tx) = (store.clone(), host.clone(), resume_tx.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                host.drop_idle();
+                let Ok(holds) = store.read(deliveries::plugin_holds).await else {
+                    continue;
+                };
+                for (app, plugin) in holds {
+                    let callable = host.registry.get(&plugin).is_some_and(|p| {
+                        !matches!(p.admission(&app), plugins::Admission::Wait { .. })
+                    });
+                    if callable {
+                        let _ = resume_tx.send((plugin, Some(app)));
+                    }
+                }
+            }
+        });
+    }
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let dispatcher = Dispatcher::new(
         store.clone(),

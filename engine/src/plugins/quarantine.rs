@@ -26,6 +26,15 @@ pub enum Admission {
     Wait { until_ms: i64, reason: String },
 }
 
+/// What a call was admitted as, handed back with its outcome: only the
+/// probe's outcome moves a half-open breaker, and an outcome from before the
+/// breaker last opened moves nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ticket {
+    generation: u64,
+    probe: bool,
+}
+
 /// A change that deliveries waiting on a breaker care about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -63,6 +72,8 @@ enum State {
 #[derive(Debug)]
 struct Breaker {
     state: State,
+    /// Times it opened: tickets from an older generation are stale.
+    generation: u64,
     consecutive: u32,
     faults: u64,
     /// Times it opened in a row without a successful call between (sets the
@@ -76,6 +87,7 @@ impl Breaker {
     fn new() -> Breaker {
         Breaker {
             state: State::Closed,
+            generation: 0,
             consecutive: 0,
             faults: 0,
             reopened: 0,
@@ -111,18 +123,22 @@ impl Quarantine {
 
     /// Whether `app` may call now; the first caller after the cool-down gets
     /// the probe.
-    pub fn admit(&self, app: &str) -> Admission {
+    pub fn admit(&self, app: &str) -> (Admission, Ticket) {
         let mut apps = self.lock();
         let Some(b) = apps.get_mut(app) else {
-            return Admission::Call;
+            return (Admission::Call, Ticket::default());
         };
         let answer = self.decide(b);
+        let ticket = Ticket {
+            generation: b.generation,
+            probe: answer == Admission::Probe,
+        };
         if answer == Admission::Probe {
             b.state = State::HalfOpen {
                 since: Instant::now(),
             };
         }
-        answer
+        (answer, ticket)
     }
 
     /// What [`Self::admit`] would answer, without taking the probe.
@@ -150,39 +166,54 @@ impl Quarantine {
 
     /// Records a call that ran without a guest fault. Returns a change when
     /// this closed an open breaker.
-    pub fn success(&self, app: &str) -> Option<Change> {
+    pub fn success(&self, app: &str, ticket: Ticket) -> Option<Change> {
         let mut apps = self.lock();
         let b = apps.get_mut(app)?;
-        b.consecutive = 0;
-        b.reopened = 0;
         match b.state {
-            State::Closed => None,
-            _ => {
+            State::Closed => {
+                b.consecutive = 0;
+                b.reopened = 0;
+                None
+            }
+            // Only the probe closes it; a call admitted before it opened
+            // says nothing about the version's behaviour since.
+            State::HalfOpen { .. } if ticket.probe && ticket.generation == b.generation => {
+                b.consecutive = 0;
+                b.reopened = 0;
                 b.state = State::Closed;
                 Some(Change::Closed {
                     app: app.to_string(),
                 })
             }
+            State::HalfOpen { .. } | State::Open { .. } => None,
         }
     }
 
     /// Records a guest fault. Returns a change when this opened the breaker.
-    pub fn fault(&self, app: &str, reason: &str) -> Option<Change> {
+    pub fn fault(&self, app: &str, reason: &str, ticket: Ticket) -> Option<Change> {
         let mut apps = self.lock();
         let b = apps.entry(app.to_string()).or_insert_with(Breaker::new);
-        b.consecutive += 1;
         b.faults += 1;
-        b.reason = Some(super::limits::cut(reason));
         let open = match b.state {
+            State::Closed => {
+                b.consecutive += 1;
+                b.reason = Some(super::limits::cut(reason));
+                b.consecutive >= self.after
+            }
             // A failed probe opens it again at once.
-            State::HalfOpen { .. } => true,
-            State::Closed => b.consecutive >= self.after,
-            // Calls admitted before it opened may still report.
-            State::Open { .. } => false,
+            State::HalfOpen { .. } if ticket.probe && ticket.generation == b.generation => {
+                b.consecutive += 1;
+                b.reason = Some(super::limits::cut(reason));
+                true
+            }
+            // Calls admitted before it opened may still report: counted in
+            // the total, but they change nothing.
+            State::HalfOpen { .. } | State::Open { .. } => false,
         };
         if !open {
             return None;
         }
+        b.generation += 1;
         let cooldown = self.cooldown * 2u32.pow(b.reopened.min(4));
         b.reopened += 1;
         b.opened_total += 1;
@@ -256,6 +287,12 @@ impl Quarantine {
 mod tests {
     use super::*;
 
+    /// A ticket of a call admitted while closed.
+    const T: Ticket = Ticket {
+        generation: 0,
+        probe: false,
+    };
+
     fn quarantine(cooldown_ms: u64) -> Quarantine {
         Quarantine::new(
             3,
@@ -264,35 +301,55 @@ mod tests {
         )
     }
 
+    fn open(q: &Quarantine, app: &str) {
+        for _ in 0..3 {
+            let (_, t) = q.admit(app);
+            q.fault(app, "x", t);
+        }
+    }
+
     #[test]
     fn opens_after_faults_in_a_row_for_that_app_only() {
         let q = quarantine(60_000);
-        assert_eq!(q.fault("a", "trap"), None);
-        assert_eq!(q.success("a"), None, "a success resets the count");
-        assert_eq!(q.fault("a", "trap"), None);
-        assert_eq!(q.fault("a", "trap"), None);
-        assert!(matches!(q.fault("a", "trap"), Some(Change::Opened { .. })));
-        assert!(matches!(q.admit("a"), Admission::Wait { reason, .. } if reason == "trap"));
-        assert_eq!(q.admit("b"), Admission::Call, "another app is not affected");
+        assert_eq!(q.fault("a", "trap", T), None);
+        assert_eq!(q.success("a", T), None, "a success resets the count");
+        assert_eq!(q.fault("a", "trap", T), None);
+        assert_eq!(q.fault("a", "trap", T), None);
+        assert!(matches!(
+            q.fault("a", "trap", T),
+            Some(Change::Opened { .. })
+        ));
+        assert!(matches!(q.admit("a").0, Admission::Wait { reason, .. } if reason == "trap"));
+        assert_eq!(
+            q.admit("b").0,
+            Admission::Call,
+            "another app is not affected"
+        );
         assert_eq!(q.open_apps(), vec!["a".to_string()]);
     }
 
     #[test]
     fn one_probe_after_the_cooldown_closes_or_reopens_it() {
         let q = quarantine(0);
-        for _ in 0..3 {
-            q.fault("a", "deadline");
-        }
-        assert_eq!(q.admit("a"), Admission::Probe);
+        open(&q, "a");
+        let (answer, probe) = q.admit("a");
+        assert_eq!(answer, Admission::Probe);
         assert!(
-            matches!(q.admit("a"), Admission::Wait { .. }),
+            matches!(q.admit("a").0, Admission::Wait { .. }),
             "only one probe at a time"
         );
         // The probe faults: open again (cool-down 0 doubles to 0 here).
-        assert!(matches!(q.fault("a", "again"), Some(Change::Opened { .. })));
-        assert_eq!(q.admit("a"), Admission::Probe);
-        assert_eq!(q.success("a"), Some(Change::Closed { app: "a".into() }));
-        assert_eq!(q.admit("a"), Admission::Call);
+        assert!(matches!(
+            q.fault("a", "again", probe),
+            Some(Change::Opened { .. })
+        ));
+        let (answer, probe) = q.admit("a");
+        assert_eq!(answer, Admission::Probe);
+        assert_eq!(
+            q.success("a", probe),
+            Some(Change::Closed { app: "a".into() })
+        );
+        assert_eq!(q.admit("a").0, Admission::Call);
         let view = q.view();
         assert_eq!(view[0].state, "closed");
         assert_eq!(view[0].opened, 2);
@@ -300,20 +357,52 @@ mod tests {
     }
 
     #[test]
+    fn outcomes_of_calls_admitted_before_it_opened_change_nothing() {
+        let q = quarantine(0);
+        // Admitted while closed, finishing after it opened.
+        let (_, stale) = q.admit("a");
+        open(&q, "a");
+        assert_eq!(
+            q.success("a", stale),
+            None,
+            "a stale success does not close it"
+        );
+        let (answer, probe) = q.admit("a");
+        assert_eq!(answer, Admission::Probe);
+        assert_eq!(
+            q.fault("a", "late", stale),
+            None,
+            "a stale fault is not the probe's"
+        );
+        assert_eq!(q.view()[0].state, "half_open");
+        assert!(q.success("a", probe).is_some());
+    }
+
+    #[test]
     fn the_cooldown_doubles_while_probes_fail() {
         let q = quarantine(1_000);
-        for _ in 0..3 {
-            q.fault("a", "x");
-        }
+        open(&q, "a");
         let first = match q.view()[0].probe_at_ms {
             Some(t) => t - crate::id::now_ms(),
             None => panic!("open"),
         };
         // Force a probe now and fail it.
-        q.lock().get_mut("a").unwrap().state = State::HalfOpen {
-            since: Instant::now(),
+        let generation = {
+            let mut apps = q.lock();
+            let b = apps.get_mut("a").unwrap();
+            b.state = State::HalfOpen {
+                since: Instant::now(),
+            };
+            b.generation
         };
-        q.fault("a", "x");
+        q.fault(
+            "a",
+            "x",
+            Ticket {
+                generation,
+                probe: true,
+            },
+        );
         let second = q.view()[0].probe_at_ms.unwrap() - crate::id::now_ms();
         assert!(first <= 1_000 && second > 1_500, "{first} then {second}");
     }
@@ -321,13 +410,11 @@ mod tests {
     #[test]
     fn lifting_closes_it() {
         let q = quarantine(60_000);
-        for _ in 0..3 {
-            q.fault("a", "x");
-            q.fault("b", "x");
-        }
+        open(&q, "a");
+        open(&q, "b");
         assert_eq!(q.lift(Some("a")), vec!["a".to_string()]);
-        assert_eq!(q.admit("a"), Admission::Call);
-        assert!(matches!(q.admit("b"), Admission::Wait { .. }));
+        assert_eq!(q.admit("a").0, Admission::Call);
+        assert!(matches!(q.admit("b").0, Admission::Wait { .. }));
         assert_eq!(q.lift(None), vec!["b".to_string()]);
         assert!(q.open_apps().is_empty());
     }

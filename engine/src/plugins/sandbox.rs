@@ -31,14 +31,16 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::limits::{self, Limits, YIELD_EVERY_FUEL};
 use super::wit;
 
+/// Bytes one WASI random call may ask for.
+const MAX_RANDOM_BYTES: u64 = 4096;
 /// Log lines one plugin call may write.
 const LOG_LINES_PER_CALL: u32 = 10;
 /// Warm instances kept per app and plugin version.
 const MAX_WARM_PER_APP: usize = 4;
 /// Calls after which a warm instance is retired, bounding what it can accumulate.
 const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
-/// A warm instance unused this long is dropped (checked when its plugin is
-/// next called), so idle apps give their slots back.
+/// A warm instance unused this long is dropped (checked periodically), so
+/// idle apps give their slots back.
 const WARM_IDLE: Duration = Duration::from_secs(60);
 
 /// The state a plugin instance's store carries.
@@ -55,7 +57,15 @@ impl HostState {
     fn new(plugin: Arc<str>, limits: &Limits) -> HostState {
         HostState {
             // No preopens, no environment, no inherited stdio, no network.
-            wasi: WasiCtx::builder().build(),
+            // Random bytes come in small pieces: the host makes them, so a
+            // guest asking for megabytes in a loop would spend host CPU that
+            // its fuel does not see.
+            wasi: WasiCtx::builder()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .max_random_size(MAX_RANDOM_BYTES)
+                .build(),
             table: ResourceTable::new(),
             memory: MemoryCap {
                 max: limits.memory_bytes,
@@ -236,6 +246,12 @@ impl Sandbox {
             // wasmtime), and one per warm store: a store keeps its last
             // stack for its next call.
             .total_stacks(slots)
+            // Per component, so that one plugin made of very many modules,
+            // memories or tables is refused when it loads instead of
+            // exhausting what every other plugin's instances need.
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(2)
+            .max_tables_per_component(8)
             // Keeping a little memory resident between instances makes a
             // fresh instance cheap and lets the pool scale across threads.
             .linear_memory_keep_resident(2 << 20)
@@ -271,7 +287,8 @@ impl Sandbox {
         // Forget apps with nothing in progress before adding one, so the
         // map stays as small as the set of busy apps.
         let per_app = self.app_call_slots();
-        apps.retain(|_, s| s.available_permits() < per_app);
+        // (Kept too: one a caller holds but has not acquired yet.)
+        apps.retain(|_, s| s.available_permits() < per_app || Arc::strong_count(s) > 1);
         let s = Arc::new(tokio::sync::Semaphore::new(per_app));
         apps.insert(app.to_string(), s.clone());
         s
@@ -309,8 +326,6 @@ pub(super) struct Instances {
     pre: wit::Pre,
     name_tag: Mutex<Arc<str>>,
     warm: Mutex<HashMap<String, Vec<Warm>>>,
-    /// When idle warm instances were last looked for.
-    swept: Mutex<Instant>,
 }
 
 impl Instances {
@@ -320,7 +335,6 @@ impl Instances {
             pre,
             name_tag: Mutex::new(Arc::from("(loading)")),
             warm: Mutex::new(HashMap::new()),
-            swept: Mutex::new(Instant::now()),
         }
     }
 
@@ -342,6 +356,20 @@ impl Instances {
         self.sandbox.warm.fetch_sub(dropped, Ordering::Relaxed);
     }
 
+    /// Drops warm instances unused for a minute, so idle apps and versions
+    /// no longer called give their slots back. The engine runs it
+    /// periodically (`PluginHost::drop_idle`), not on the call path.
+    pub fn drop_idle(&self) {
+        let mut idle = 0;
+        self.lock_warm().retain(|_, list| {
+            let before = list.len();
+            list.retain(|w| w.idle_since.elapsed() < WARM_IDLE);
+            idle += before - list.len();
+            !list.is_empty()
+        });
+        self.sandbox.warm.fetch_sub(idle, Ordering::Relaxed);
+    }
+
     /// Warm instances kept now, per app.
     pub fn warm_count(&self) -> usize {
         self.lock_warm().values().map(Vec::len).sum()
@@ -360,31 +388,22 @@ impl Instances {
         }
         w.idle_since = Instant::now();
         let mut warm = self.lock_warm();
-        // Idle apps give their slots back; looked for every few seconds,
-        // not on every call, as there may be many apps.
-        let sweep = {
-            let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
-            let due = swept.elapsed() > WARM_IDLE / 16;
-            if due {
-                *swept = Instant::now();
-            }
-            due
-        };
-        if sweep {
-            let mut idle = 0;
-            warm.retain(|_, list| {
-                let before = list.len();
-                list.retain(|w| w.idle_since.elapsed() < WARM_IDLE);
-                idle += before - list.len();
-                !list.is_empty()
-            });
-            self.sandbox.warm.fetch_sub(idle, Ordering::Relaxed);
-        }
         let list = warm.entry(app.to_string()).or_default();
-        let room = self.sandbox.warm.load(Ordering::Relaxed) < self.sandbox.limits.warm_slots();
-        if list.len() < MAX_WARM_PER_APP && room {
+        if list.len() >= MAX_WARM_PER_APP {
+            return;
+        }
+        // Reserve a warm slot atomically: versions put back concurrently,
+        // each under its own lock, and together must stay within the pool.
+        let warm_slots = self.sandbox.limits.warm_slots();
+        if self
+            .sandbox
+            .warm
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < warm_slots).then_some(n + 1)
+            })
+            .is_ok()
+        {
             list.push(w);
-            self.sandbox.warm.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -461,6 +461,19 @@ pub fn resume_held(
     Ok(n)
 }
 
+/// The (app, plugin) pairs that have deliveries held for their plugin.
+pub fn plugin_holds(conn: &mut Conn) -> Result<Vec<(String, String)>, StoreError> {
+    use super::schema::endpoints as e;
+    use deliveries::dsl as d;
+    Ok(d::deliveries
+        .inner_join(e::table)
+        .filter(d::status.eq(DeliveryStatus::Held as i16))
+        .filter(d::hold_kind.eq(HoldKind::Plugin as i16))
+        .select((d::app_id, e::plugin))
+        .distinct()
+        .load(conn)?)
+}
+
 /// Makes the pending deliveries of an endpoint that wait for a due time later
 /// than `now` due now (the endpoint came back: everything it missed goes).
 pub fn due_now_for_endpoint(
