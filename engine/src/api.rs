@@ -7,6 +7,7 @@ mod deliveries;
 mod endpoints;
 pub mod error;
 mod events;
+mod keys;
 mod plugins;
 mod query;
 mod recovery;
@@ -37,25 +38,48 @@ pub struct AppState {
     pub network: Arc<crate::delivery::net_guard::NetworkPolicy>,
     /// Largest request body accepted by `POST /v1/events`.
     pub max_body_bytes: usize,
+    /// The API keys in force.
+    pub keys: Arc<crate::auth::Keys>,
 }
 
 pub fn router(state: AppState) -> Router {
+    // Every /v1 route needs an API key (`auth::require_key`).
+    let v1 = Router::new()
+        .nest("/v1/apps", apps::routes().merge(endpoints::routes()))
+        .nest("/v1/events", events::routes(state.max_body_bytes))
+        .nest("/v1/deliveries", deliveries::routes())
+        .nest("/v1/plugins", plugins::routes())
+        .nest("/v1/api-keys", keys::routes())
+        .merge(recovery::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_key,
+        ));
     Router::new()
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
-        .nest("/v1/apps", apps::routes().merge(endpoints::routes()))
-        .nest("/v1/events", events::routes(state.max_body_bytes))
-        .nest("/v1/deliveries", deliveries::routes())
-        .nest("/v1/plugins", plugins::routes())
-        .merge(recovery::routes())
+        .route("/readyz", get(ready))
+        .merge(v1)
         // Unknown routes and methods answer in the documented error shape too.
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::NotFound(format!("no route {}", uri.path()))
         })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+}
+
+/// Ready when the store answers; 503 otherwise (for load balancers).
+async fn ready(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .store
+        .read(crate::store::api_keys::count)
+        .await
+        .map_err(|_| ApiError::Unavailable("the store does not answer".into()))?;
+    Ok(Json(serde_json::json!({ "status": "ready" })))
 }
 
 /// Parses a JSON body into `T`, with errors that say what is wrong and where.

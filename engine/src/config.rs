@@ -18,6 +18,8 @@ use crate::store::StoreOptions;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `--insecure-no-auth`: no API keys (loopback only).
+    pub insecure_no_auth: bool,
     pub data_dir: PathBuf,
     pub database: PathBuf,
     pub plugins_dir: PathBuf,
@@ -77,6 +79,11 @@ impl Config {
             4 * args.plugin_memory_mib
         );
         ensure!(args.max_body_kib >= 1, "--max-body-kib must be at least 1");
+        ensure!(
+            !args.insecure_no_auth || args.listen.ip().is_loopback(),
+            "--insecure-no-auth is refused with --listen {}: without API keys the API may only listen on a loopback address",
+            args.listen
+        );
         let database = args
             .database
             .unwrap_or_else(|| args.data_dir.join("hookline.db"));
@@ -123,6 +130,7 @@ impl Config {
         };
         Ok(Config {
             listen: args.listen,
+            insecure_no_auth: args.insecure_no_auth,
             data_dir: args.data_dir,
             database,
             plugins_dir,

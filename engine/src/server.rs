@@ -193,7 +193,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     ));
 
+    let keys = crate::auth::bootstrap(&store, &config.data_dir, config.insecure_no_auth).await?;
+    if config.insecure_no_auth {
+        tracing::warn!("--insecure-no-auth: the API takes requests without a key (loopback only)");
+    }
     let state = AppState {
+        keys: Arc::new(keys),
         store: store.clone(),
         host,
         handoff,

@@ -8,6 +8,7 @@
 //! inside [`Store::write`] or [`Store::read`]. The store knows nothing of HTTP,
 //! plugins or delivery policy.
 
+pub mod api_keys;
 pub mod apps;
 pub mod deliveries;
 pub mod endpoints;

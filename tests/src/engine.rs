@@ -87,7 +87,10 @@ impl EngineOptions {
 /// A running engine; stopped with SIGTERM when dropped.
 pub struct Engine {
     pub url: String,
+    /// A client that sends the admin key.
     pub http: reqwest::Client,
+    /// The admin key (empty when the engine runs without keys).
+    pub key: String,
     /// The data directory: database, plugins, `engine.log`.
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
@@ -149,9 +152,14 @@ impl Engine {
                 std::fs::read_to_string(&log_path).unwrap_or_default()
             ),
         };
+        // The engine's first admin key, which it writes on first start.
+        let key = std::fs::read_to_string(data_dir.join("admin.key"))
+            .map(|k| k.trim().to_string())
+            .unwrap_or_default();
         Engine {
             url,
-            http: reqwest::Client::new(),
+            http: client(&key),
+            key,
             data_dir,
             _temp: temp,
             child: Some(child),
@@ -322,4 +330,19 @@ impl Drop for Engine {
             eprintln!("--- hookline log ---\n{}", self.log());
         }
     }
+}
+
+/// An HTTP client that sends `key` as its bearer token (none when empty).
+pub fn client(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if !key.is_empty() {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
+        );
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }

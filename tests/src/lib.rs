@@ -22,7 +22,7 @@ pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
 
-pub use engine::{Engine, EngineOptions, hookline_bin};
+pub use engine::{Engine, EngineOptions, client, hookline_bin};
 pub use faults::{Fault, FaultReceiver};
 pub use receiver::{Received, Receiver};
 pub use signature::verify_signature;

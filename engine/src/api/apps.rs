@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::query::Query;
 use super::{ApiError, AppState, Page, page, parse_json};
+use crate::auth::Caller;
 use crate::id::{new_id, now_ms, rfc3339};
 use crate::store::apps::{self, App};
 
@@ -44,8 +45,10 @@ impl From<App> for AppOut {
 
 async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<AppOut>), ApiError> {
+    caller.require_admin()?;
     let input: CreateApp = parse_json(body)?;
     let name = input.name.trim().to_string();
     if name.is_empty() || name.len() > 256 {
@@ -63,12 +66,19 @@ async fn create(
 
 async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(p): Query<Page>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = p.limit()?;
+    let scope = caller.scope().map(str::to_string);
     let rows = state
         .store
-        .read(move |c| apps::list(c, p.cursor.as_deref(), limit))
+        .read(move |c| match scope {
+            // An app key sees its own app, and only on the first page.
+            Some(own) if p.cursor.is_none() => Ok(vec![apps::get(c, &own)?]),
+            Some(_) => Ok(Vec::new()),
+            None => apps::list(c, p.cursor.as_deref(), limit),
+        })
         .await?;
     let out: Vec<AppOut> = rows.into_iter().map(Into::into).collect();
     Ok(Json(page(out, limit, |a| a.id.clone())))
@@ -76,8 +86,10 @@ async fn list(
 
 async fn fetch(
     State(state): State<AppState>,
+    caller: Caller,
     Path(app_id): Path<String>,
 ) -> Result<Json<AppOut>, ApiError> {
+    caller.check_app(&app_id)?;
     let app = state.store.read(move |c| apps::get(c, &app_id)).await?;
     Ok(Json(app.into()))
 }

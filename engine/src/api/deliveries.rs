@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::query::Query;
 use super::{ApiError, AppState, Page, page};
+use crate::auth::Caller;
 use crate::id::rfc3339;
 use crate::store::deliveries::{
     self, Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, HoldKind,
@@ -75,8 +76,11 @@ impl From<Delivery> for DeliveryOut {
 
 async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    // An app key lists its own app's deliveries only.
+    let app_id = caller.app_or_own(q.app_id)?;
     let page_query = Page {
         limit: q.limit,
         cursor: q.cursor,
@@ -93,7 +97,7 @@ async fn list(
         })?),
     };
     let filter = DeliveryFilter {
-        app_id: q.app_id,
+        app_id,
         endpoint_id: q.endpoint_id,
         event_id: q.event_id,
         status,
@@ -110,12 +114,14 @@ async fn list(
 
 async fn fetch(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryOut>, ApiError> {
+    let scope = caller.scope().map(str::to_string);
     Ok(Json(
         state
             .store
-            .read(move |c| deliveries::get(c, None, &id))
+            .read(move |c| deliveries::get(c, scope.as_deref(), &id))
             .await?
             .into(),
     ))
@@ -152,12 +158,14 @@ impl From<Attempt> for AttemptOut {
 
 async fn attempts(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let scope = caller.scope().map(str::to_string);
     let rows = state
         .store
         .read(move |c| {
-            deliveries::get(c, None, &id)?;
+            deliveries::get(c, scope.as_deref(), &id)?;
             deliveries::attempts_of(c, &id)
         })
         .await?;

@@ -36,6 +36,12 @@ pub enum ApiError {
     /// The request conflicts with the object's state (409).
     #[error("{0}")]
     Conflict(String),
+    /// No API key, or one that is not valid (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key is valid but its scope does not allow this (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The route exists but not with this method (405).
     #[error("this route does not take that method")]
     MethodNotAllowed,
@@ -93,6 +99,8 @@ impl IntoResponse for ApiError {
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             ApiError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None)
             }
@@ -109,6 +117,12 @@ impl IntoResponse for ApiError {
             error["field"] = field.into();
         }
         let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // Overload and shutdown pass quickly; say when to come back.
             response.headers_mut().insert(

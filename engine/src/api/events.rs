@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::query::Query;
 use super::{ApiError, AppState, read_body};
+use crate::auth::Caller;
 use crate::cloudevent;
 use crate::id::{now_ms, rfc3339};
 use crate::store::{StoreError, events};
@@ -32,12 +33,16 @@ struct AppQuery {
 
 async fn ingest(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<AppQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let app_id = q.app_id.filter(|a| !a.is_empty()).ok_or_else(|| {
-        ApiError::invalid("app_id", "is required: POST /v1/events?app_id=<app id>")
-    })?;
+    // An app key emits into its own app (another app's id answers 404).
+    let app_id = caller
+        .app_or_own(q.app_id.filter(|a| !a.is_empty()))?
+        .ok_or_else(|| {
+            ApiError::invalid("app_id", "is required: POST /v1/events?app_id=<app id>")
+        })?;
     let body = read_body(body)?;
     let batch = cloudevent::parse_body(&body, &state.event_limits)?;
     let lookup = app_id.clone();
@@ -98,12 +103,14 @@ struct EventOut {
 
 async fn fetch(
     State(state): State<AppState>,
+    caller: Caller,
     Path(event_id): Path<String>,
     Query(q): Query<AppQuery>,
 ) -> Result<Json<EventOut>, ApiError> {
+    let app_id = caller.app_or_own(q.app_id)?;
     let e = state
         .store
-        .read(move |c| events::get(c, q.app_id.as_deref(), &event_id))
+        .read(move |c| events::get(c, app_id.as_deref(), &event_id))
         .await?;
     Ok(Json(EventOut {
         id: e.id,

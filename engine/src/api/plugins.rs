@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, parse_json};
+use crate::auth::Caller;
 use crate::id::rfc3339;
 use crate::plugins::PluginSource;
 
@@ -19,22 +20,35 @@ pub fn routes() -> Router<AppState> {
         .route("/{name}/lift", post(lift))
 }
 
-async fn list(State(state): State<AppState>) -> Json<Value> {
+/// The file name of a plugin file: where the plugins directory is on the
+/// server is not the client's business.
+fn file_name(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+async fn list(State(state): State<AppState>, caller: Caller) -> Json<Value> {
+    // An app key sees the plugins and its own app's quarantine; other apps,
+    // faults and refused files are the operator's.
+    let admin = caller.scope().is_none();
     let mut out: Vec<Value> = state
         .host
         .registry
         .loaded()
         .iter()
         .map(|(p, active)| {
-            let (source, path) = match &p.source {
+            let (source, file) = match &p.source {
                 PluginSource::Builtin => ("builtin", None),
-                PluginSource::File(path) => ("file", Some(path.clone())),
+                PluginSource::File(path) => ("file", Some(file_name(path))),
             };
             // A built-in replaced by a file of the same name is "shadowed".
             let plugin_state = if *active { "active" } else { "shadowed" };
             let quarantine: Vec<Value> = p
                 .quarantine_view()
                 .into_iter()
+                .filter(|a| caller.check_app(&a.app_id).is_ok())
                 .map(|a| {
                     json!({
                         "app_id": a.app_id,
@@ -55,28 +69,33 @@ async fn list(State(state): State<AppState>) -> Json<Value> {
                 "world": format!("hookline:plugin@{}", p.world),
                 "sdk_version": p.sdk_version,
                 "source": source,
-                "path": path,
+                "file": file,
                 "state": plugin_state,
-                "quarantined_for": p.quarantined_apps(),
+                "quarantined_for": p.quarantined_apps().into_iter().filter(|a| caller.check_app(a).is_ok()).collect::<Vec<_>>(),
                 "quarantine": quarantine,
-                "last_error": p.last_error(),
+                "last_error": if admin { p.last_error() } else { None },
                 "warm_instances": p.warm_instances(),
                 "loaded_at": rfc3339(p.loaded_at_ms),
                 "config_schema": p.info.config_schema,
             })
         })
         .collect();
-    for r in state.host.registry.refused() {
+    for r in state.host.registry.refused().into_iter().filter(|_| admin) {
         out.push(json!({
             "name": r.name,
             "source": "file",
-            "path": r.path,
+            "file": file_name(&r.path),
             "state": "refused",
             "last_error": r.error,
             "loaded_at": rfc3339(r.at_ms),
         }));
     }
-    Json(json!({ "data": out, "sandbox": state.host.usage() }))
+    let sandbox = if admin {
+        json!(state.host.usage())
+    } else {
+        Value::Null
+    };
+    Json(json!({ "data": out, "sandbox": sandbox }))
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -90,6 +109,7 @@ struct LiftInput {
 /// deliveries go now.
 async fn lift(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -103,7 +123,9 @@ async fn lift(
         .registry
         .get(&name)
         .ok_or_else(|| ApiError::NotFound(format!("no plugin named {name:?} is loaded")))?;
-    let lifted = plugin.lift_quarantine(input.app_id.as_deref());
+    // An app key lifts its own app's quarantine only.
+    let app = caller.app_or_own(input.app_id)?;
+    let lifted = plugin.lift_quarantine(app.as_deref());
     tracing::info!(plugin = %name, apps = ?lifted, "quarantine lifted by an operator");
     Ok(Json(json!({
         "name": plugin.info.name,

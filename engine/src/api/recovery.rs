@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::deliveries::DeliveryOut;
 use super::query::Query;
 use super::{ApiError, AppState, Page, page, parse_json};
+use crate::auth::Caller;
 use crate::delivery::recovery;
 use crate::id::{new_id, now_ms, rfc3339};
 use crate::store::operations::{self, Operation};
@@ -96,13 +97,15 @@ fn finished_op(
 /// now, with a fresh retry schedule.
 async fn retry(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let scope = caller.scope().map(str::to_string);
     let (delivery, op) = state
         .store
         .write(move |c| {
             let now = now_ms();
-            let delivery = deliveries::retry_now(c, None, &id, now)?;
+            let delivery = deliveries::retry_now(c, scope.as_deref(), &id, now)?;
             let op = finished_op(&delivery.app_id, "retry", &id, json!({}), 1, now);
             operations::insert(c, &op)?;
             Ok((delivery, op))
@@ -176,16 +179,16 @@ struct AppQuery {
 /// endpoints that match it now (new deliveries).
 async fn replay(
     State(state): State<AppState>,
+    caller: Caller,
     Path(event_id): Path<String>,
     Query(q): Query<AppQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let asked = caller.app_or_own(q.app_id)?;
     let op = state
         .store
         .write(move |c| {
-            let app_id = match q.app_id {
-                Some(app) => app,
-                None => events::get(c, None, &event_id)?.app_id,
-            };
+            // The event must be the app's (another app's answers 404).
+            let app_id = events::get(c, asked.as_deref(), &event_id)?.app_id;
             let now = now_ms();
             let n = events::replay(c, &app_id, &event_id, now)?;
             let op = finished_op(&app_id, "replay", &event_id, json!({}), n as i32, now);
@@ -218,11 +221,13 @@ async fn list(
 
 async fn fetch(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<OperationOut>, ApiError> {
+    let scope = caller.scope().map(str::to_string);
     let op = state
         .store
-        .read(move |c| operations::get(c, None, &id))
+        .read(move |c| operations::get(c, scope.as_deref(), &id))
         .await?;
     Ok(Json(op.into()))
 }

@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
     #[arg(long, env = "HOOKLINE_LISTEN", default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
     pub listen: SocketAddr,
+    /// Serve the API without API keys, every caller an admin. For development
+    /// only: refused unless --listen is a loopback address.
+    #[arg(long, env = "HOOKLINE_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
     /// Directory for the database and plugin files (created if missing).
     #[arg(long, env = "HOOKLINE_DATA_DIR", default_value = "hookline-data")]
     pub data_dir: PathBuf,

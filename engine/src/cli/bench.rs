@@ -64,7 +64,10 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     });
     let receiver_url = start_receiver(received.clone()).await?;
     let mut engine = Engine::start(args, dir)?;
-    let result = drive(args, &engine.url, &receiver_url, &received).await;
+    // The engine wrote its first admin key into the data directory.
+    let key = std::fs::read_to_string(dir.join(crate::auth::ADMIN_KEY_FILE))
+        .context("the engine wrote no admin key")?;
+    let result = drive(args, &engine.url, key.trim(), &receiver_url, &received).await;
     let peak_rss = engine.peak_rss_kib();
     let engine_cpu = cpu_secs(&format!("/proc/{}/stat", engine.child.id()));
     let own_cpu = cpu_secs("/proc/self/stat");
@@ -143,11 +146,18 @@ struct Stats {
 async fn drive(
     args: &BenchArgs,
     engine: &str,
+    key: &str,
     receiver: &str,
     received: &Arc<Received>,
 ) -> anyhow::Result<Stats> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))?,
+    );
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
+        .default_headers(headers)
         .build()?;
     let app: serde_json::Value = http
         .post(format!("{engine}/v1/apps"))

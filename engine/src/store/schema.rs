@@ -112,11 +112,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        name -> Text,
+        app_id -> Nullable<Text>,
+        hash -> Text,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(endpoints -> apps (app_id));
+diesel::joinable!(api_keys -> apps (app_id));
 diesel::joinable!(operations -> apps (app_id));
 diesel::joinable!(deliveries -> events (event_id));
 diesel::joinable!(deliveries -> endpoints (endpoint_id));
 diesel::joinable!(attempts -> deliveries (delivery_id));
 diesel::allow_tables_to_appear_in_same_query!(
-    apps, endpoints, events, deliveries, attempts, operations
+    apps, endpoints, events, deliveries, attempts, operations, api_keys
 );

@@ -259,7 +259,7 @@ async fn deliveries_are_listed_newest_first_in_pages() {
 #[tokio::test]
 async fn malformed_queries_unknown_routes_and_methods_answer_in_the_error_shape() {
     let engine = Engine::start().await;
-    let http = reqwest::Client::new();
+    let http = engine.http.clone();
     let cases = [
         ("GET", "/v1/deliveries?limit=abc", 400, Some("limit")),
         ("GET", "/v1/apps?limit=1e3", 400, Some("limit")),

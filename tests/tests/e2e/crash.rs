@@ -35,8 +35,14 @@ fn options(dir: &std::path::Path) -> EngineOptions {
 /// Sends events `from..to` in batches; marks each batch accepted on a 202.
 /// Stops at the first error (the engine was killed): what was not confirmed
 /// is sent again later, and idempotency keeps it from being stored twice.
-async fn produce(url: String, app: String, todo: Vec<usize>, accepted: Arc<Mutex<HashSet<usize>>>) {
-    let http = reqwest::Client::new();
+async fn produce(
+    url: String,
+    key: String,
+    app: String,
+    todo: Vec<usize>,
+    accepted: Arc<Mutex<HashSet<usize>>>,
+) {
+    let http = hookline_tests::client(&key);
     for chunk in todo.chunks(50) {
         let batch: Vec<Value> = chunk
             .iter()
@@ -86,6 +92,7 @@ async fn sigkill_at_random_moments_loses_nothing() {
             .collect();
         let producer = tokio::spawn(produce(
             running.url.clone(),
+            running.key.clone(),
             app.clone(),
             todo,
             accepted.clone(),
@@ -106,7 +113,14 @@ async fn sigkill_at_random_moments_loses_nothing() {
     // Whatever is still unconfirmed goes now, to the last engine.
     let done = accepted.lock().unwrap().clone();
     let rest: Vec<usize> = (0..total).filter(|i| !done.contains(i)).collect();
-    produce(engine.url.clone(), app.clone(), rest, accepted.clone()).await;
+    produce(
+        engine.url.clone(),
+        engine.key.clone(),
+        app.clone(),
+        rest,
+        accepted.clone(),
+    )
+    .await;
     assert_eq!(
         accepted.lock().unwrap().len(),
         total,

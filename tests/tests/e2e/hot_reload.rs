@@ -197,7 +197,7 @@ async fn bad_files_are_refused_while_deliveries_go_on() {
             plugins(&engine)
                 .await
                 .into_iter()
-                .find(|p| p["state"] == "refused" && p["path"].as_str().unwrap().ends_with(file))
+                .find(|p| p["state"] == "refused" && p["file"] == *file)
         })
         .await;
         let error = refused["last_error"].as_str().unwrap();

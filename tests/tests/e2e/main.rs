@@ -3,6 +3,7 @@
 //! binary made of modules, so it links once.
 
 mod api_errors;
+mod auth;
 mod crash;
 mod delivery;
 mod hot_reload;
