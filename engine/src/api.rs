@@ -38,6 +38,8 @@ pub struct AppState {
     pub network: Arc<crate::delivery::net_guard::NetworkPolicy>,
     /// Largest request body accepted by `POST /v1/events`.
     pub max_body_bytes: usize,
+    /// How long a rotated-out endpoint secret still signs.
+    pub secret_rotation_overlap: std::time::Duration,
     /// The API keys in force.
     pub keys: Arc<crate::auth::Keys>,
 }

@@ -33,6 +33,8 @@ pub struct Config {
     pub network: std::sync::Arc<NetworkPolicy>,
     pub event_limits: EventLimits,
     pub max_body_bytes: usize,
+    /// How long a rotated-out endpoint secret still signs.
+    pub secret_rotation_overlap: std::time::Duration,
 }
 
 impl Config {
@@ -165,6 +167,7 @@ impl Config {
             network: std::sync::Arc::new(network),
             event_limits: EventLimits::default(),
             max_body_bytes: args.max_body_kib << 10,
+            secret_rotation_overlap: args.secret_rotation_overlap,
         })
     }
 }

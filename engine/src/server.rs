@@ -205,6 +205,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         event_limits: Arc::new(config.event_limits.clone()),
         network: config.network.clone(),
         max_body_bytes: config.max_body_bytes,
+        secret_rotation_overlap: config.secret_rotation_overlap,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

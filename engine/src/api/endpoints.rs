@@ -29,6 +29,10 @@ pub fn routes() -> Router<AppState> {
             get(fetch).patch(update).delete(remove),
         )
         .route("/{app_id}/endpoints/{endpoint_id}/secret", get(secret))
+        .route(
+            "/{app_id}/endpoints/{endpoint_id}/secret/rotate",
+            axum::routing::post(rotate_secret),
+        )
 }
 
 const DEFAULT_PLUGIN: &str = "webhook";
@@ -452,7 +456,54 @@ async fn secret(
         .store
         .read(move |c| endpoints::get(c, &app_id, &endpoint_id))
         .await?;
-    Ok(Json(serde_json::json!({ "secret": endpoint.secret })))
+    Ok(Json(secret_out(&endpoint)))
+}
+
+fn secret_out(endpoint: &Endpoint) -> Value {
+    let overlap = endpoint
+        .previous_secret_expires_at
+        .filter(|until| *until > now_ms());
+    serde_json::json!({
+        "secret": endpoint.secret,
+        // While a rotation's overlap lasts, the old secret signs too.
+        "previous_secret_valid_until": overlap.map(rfc3339),
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateSecret {
+    /// The new secret; generated when absent.
+    secret: Option<String>,
+}
+
+/// `POST …/secret/rotate`: a new secret becomes current; the old one keeps
+/// signing (a second signature on every request) for the overlap, so
+/// receivers can switch without a gap.
+async fn rotate_secret(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let input: RotateSecret = match &body {
+        Ok(b) if b.is_empty() => RotateSecret::default(),
+        _ => parse_json(body)?,
+    };
+    let secret = match input.secret {
+        Some(s) => {
+            check_secret(&s)?;
+            s
+        }
+        None => SigningKey::generate(),
+    };
+    let now = now_ms();
+    let until = now + state.secret_rotation_overlap.as_millis() as i64;
+    let endpoint = state
+        .store
+        .write(move |c| endpoints::rotate_secret(c, &app_id, &endpoint_id, &secret, until, now))
+        .await?;
+    tracing::info!(endpoint = %endpoint.id, "endpoint secret rotated");
+    Ok(Json(secret_out(&endpoint)))
 }
 
 async fn update(

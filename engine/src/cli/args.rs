@@ -140,6 +140,9 @@ pub struct ServeArgs {
     /// Largest `POST /v1/events` body, in KiB.
     #[arg(long, env = "HOOKLINE_MAX_BODY_KIB", default_value_t = 8192)]
     pub max_body_kib: usize,
+    /// How long the secret a rotation replaces stays valid; meanwhile every request carries both signatures.
+    #[arg(long, env = "HOOKLINE_SECRET_ROTATION_OVERLAP", value_parser = humantime::parse_duration, default_value = "24h")]
+    pub secret_rotation_overlap: Duration,
     /// How long a claimed delivery stays leased to this process; if it dies,
     /// its deliveries are claimed again after this [default: 16 request timeouts + the connect timeout, at least 60s].
     #[arg(long, env = "HOOKLINE_LEASE", value_parser = humantime::parse_duration)]

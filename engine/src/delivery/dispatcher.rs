@@ -772,8 +772,14 @@ async fn attempt(ctx: &Context, job: &Claimed, plugin: &Arc<LoadedPlugin>) -> At
     };
 
     let endpoint = &job.endpoint;
-    let keys = match SigningKey::parse(&endpoint.secret) {
-        Ok(k) => vec![k],
+    // During a rotation's overlap both secrets sign (newest first).
+    let keys = match endpoint
+        .signing_secrets(now_ms())
+        .into_iter()
+        .map(SigningKey::parse)
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(k) => k,
         Err(e) => return fail(Outcome::Fail, format!("endpoint secret is unusable: {e}")),
     };
     let mut base_url = match url::Url::parse(&endpoint.url) {

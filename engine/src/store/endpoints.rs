@@ -11,7 +11,7 @@ use super::{Conn, StoreError};
 /// `rate_limit` are JSON text. The policy columns are `None` for "the
 /// engine's default"; the health columns are written by the delivery side
 /// (`delivery::health`) in the same transaction as the outcome that moved them.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = endpoints)]
 pub struct Endpoint {
     pub id: String,
@@ -34,6 +34,39 @@ pub struct Endpoint {
     pub ordered: bool,
     #[diesel(embed)]
     pub health: Health,
+    /// The secret the last rotation replaced, valid until
+    /// `previous_secret_expires_at`: requests carry both signatures.
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
+}
+
+impl Endpoint {
+    /// The secrets that sign a request at `now`: the current one, and the
+    /// one a rotation replaced while its overlap lasts.
+    pub fn signing_secrets(&self, now: i64) -> Vec<&str> {
+        let mut out = vec![self.secret.as_str()];
+        if let (Some(previous), Some(until)) =
+            (&self.previous_secret, self.previous_secret_expires_at)
+            && now < until
+        {
+            out.push(previous);
+        }
+        out
+    }
+}
+
+// Never print secrets.
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("id", &self.id)
+            .field("app_id", &self.app_id)
+            .field("url", &"<redacted>")
+            .field("plugin", &self.plugin)
+            .field("secret", &"<redacted>")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Endpoint {
@@ -69,6 +102,8 @@ impl Endpoint {
             rate_limit: None,
             ordered: false,
             health: Health::default(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
         }
     }
 }
@@ -113,6 +148,27 @@ pub struct EndpointChanges {
     pub max_in_flight: Option<Option<i32>>,
     pub rate_limit: Option<Option<String>>,
     pub ordered: Option<bool>,
+}
+
+/// Makes `secret` current; the one it replaces stays valid until `until`.
+pub fn rotate_secret(
+    conn: &mut Conn,
+    app_id: &str,
+    id: &str,
+    secret: &str,
+    until: i64,
+    now: i64,
+) -> Result<Endpoint, StoreError> {
+    let current = get(conn, app_id, id)?;
+    diesel::update(endpoints::table.find(id))
+        .set((
+            endpoints::previous_secret.eq(Some(&current.secret)),
+            endpoints::previous_secret_expires_at.eq(Some(until)),
+            endpoints::secret.eq(secret),
+            endpoints::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    get(conn, app_id, id)
 }
 
 pub fn insert(conn: &mut Conn, endpoint: &Endpoint) -> Result<(), StoreError> {

@@ -36,6 +36,8 @@ diesel::table! {
         last_success_at -> Nullable<BigInt>,
         last_failure_at -> Nullable<BigInt>,
         last_error -> Nullable<Text>,
+        previous_secret -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<BigInt>,
     }
 }
 

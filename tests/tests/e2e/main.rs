@@ -11,6 +11,7 @@ mod lifecycle;
 mod other_languages;
 mod plugins;
 mod reliability;
+mod rotation;
 mod sandbox;
 mod scaffold;
 mod ssrf;
