@@ -147,12 +147,13 @@ impl PluginHost {
     /// Builds the engine (pooling allocator sized from the memory budget,
     /// fuel metering). With `cache_dir`, compiled artifacts are kept there
     /// (see [`cache`]).
+    /// The cache's key is kept beside the directory, in `<dir>.key`.
     pub fn new(limits: Limits, cache_dir: Option<&Path>) -> anyhow::Result<Arc<PluginHost>> {
         let sandbox = Arc::new(Sandbox::new(limits)?);
         let linker = wit::linker(&sandbox.engine)?;
         let cache = match cache_dir {
             Some(dir) => Some(
-                cache::ArtifactCache::new(dir, &sandbox.engine)
+                cache::ArtifactCache::new(dir, &dir.with_extension("key"), &sandbox.engine)
                     .with_context(|| format!("failed to create plugin cache {}", dir.display()))?,
             ),
             None => None,
