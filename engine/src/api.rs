@@ -8,6 +8,7 @@ mod endpoints;
 pub mod error;
 mod events;
 mod keys;
+pub mod limits;
 mod plugins;
 mod query;
 mod recovery;
@@ -56,7 +57,9 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_key,
-        ));
+        ))
+        // Routes that take larger bodies (POST /v1/events) set their own.
+        .layer(axum::extract::DefaultBodyLimit::max(limits::BODY_LIMIT));
     Router::new()
         .route(
             "/healthz",
@@ -69,6 +72,10 @@ pub fn router(state: AppState) -> Router {
             ApiError::NotFound(format!("no route {}", uri.path()))
         })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            limits::RequestLimits::new(limits::MAX_IN_PROGRESS, limits::REQUEST_TIMEOUT),
+            limits::guard,
+        ))
         .with_state(state)
 }
 

@@ -1,7 +1,7 @@
 //! Bad input is refused with a 4xx that names the field, and nothing is stored.
 
 use hookline_tests::{Engine, Receiver};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn error_of(body: &serde_json::Value) -> (String, String) {
     let e = &body["error"];
@@ -284,4 +284,31 @@ async fn malformed_queries_unknown_routes_and_methods_answer_in_the_error_shape(
             assert!(message.starts_with(field), "{body}");
         }
     }
+}
+
+/// Every route has a body limit: 256 KiB, except `POST /v1/events`, whose
+/// limit is `--max-body-kib` (8 MiB by default).
+#[tokio::test]
+async fn bodies_are_limited_on_every_route() {
+    let engine = Engine::start().await;
+    let big_name = "n".repeat(300 << 10);
+    let (status, out) = engine.post("/v1/apps", &json!({ "name": big_name })).await;
+    assert_eq!(status, 413, "{out}");
+    assert_eq!(out["error"]["code"], "too_large");
+    let app = engine.create_app("limits").await;
+    let (status, out) = engine
+        .post(
+            &format!("/v1/apps/{app}/endpoints"),
+            &json!({ "url": "http://127.0.0.1:9/", "description": "d".repeat(300 << 10) }),
+        )
+        .await;
+    assert_eq!(status, 413, "{out}");
+    // Events take more: ten events of 100 KiB each, 1 MiB in all.
+    let batch: Vec<Value> = (0..10)
+        .map(|i| json!({ "id": format!("big-{i}"), "source": "s", "type": "t", "data": { "blob": "b".repeat(100 << 10) } }))
+        .collect();
+    let (status, out) = engine
+        .post(&format!("/v1/events?app_id={app}"), &Value::Array(batch))
+        .await;
+    assert_eq!(status, 202, "{out}");
 }
