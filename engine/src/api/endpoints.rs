@@ -51,9 +51,29 @@ struct CreateEndpoint {
     #[serde(default)]
     filter_types: Vec<String>,
     secret: Option<String>,
+    /// The scheme of a generated secret: `hmac` (`v1`, the default) or
+    /// `ed25519` (`v1a`). A given secret's prefix says it by itself.
+    signature: Option<String>,
     enabled: Option<bool>,
     #[serde(flatten)]
     policy: PolicyInput,
+}
+
+/// A new secret of the scheme `signature` names (`hmac` or `ed25519`).
+fn generate_secret(signature: Option<&str>) -> Result<String, ApiError> {
+    match signature {
+        None | Some("hmac") => Ok(SigningKey::generate()),
+        Some("ed25519") => Ok(SigningKey::generate_ed25519()),
+        Some(other) => Err(ApiError::invalid(
+            "signature",
+            format!("must be \"hmac\" or \"ed25519\", got {other:?}"),
+        )),
+    }
+}
+
+/// The `whpk_` key receivers verify an ed25519 secret's signatures with.
+fn public_key(secret: &str) -> Option<String> {
+    SigningKey::parse(secret).ok()?.public_key()
 }
 
 #[derive(Deserialize)]
@@ -198,6 +218,8 @@ struct EndpointOut {
     updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
+    /// For an ed25519 secret: the `whpk_` public key receivers verify with.
+    public_key: Option<String>,
 }
 
 /// The circuit breaker and the current failure streak.
@@ -257,6 +279,7 @@ impl From<Endpoint> for EndpointOut {
             created_at: rfc3339(e.created_at),
             updated_at: rfc3339(e.updated_at),
             secret: None,
+            public_key: public_key(&e.secret),
         }
     }
 }
@@ -386,7 +409,7 @@ async fn create(
             check_secret(&s)?;
             s
         }
-        None => SigningKey::generate(),
+        None => generate_secret(input.signature.as_deref())?,
     };
     let policy = check_policy(input.policy)?;
     let plugin = input.plugin.unwrap_or_else(|| DEFAULT_PLUGIN.into());
@@ -460,11 +483,13 @@ async fn secret(
 }
 
 fn secret_out(endpoint: &Endpoint) -> Value {
+    let public = public_key(&endpoint.secret);
     let overlap = endpoint
         .previous_secret_expires_at
         .filter(|until| *until > now_ms());
     serde_json::json!({
         "secret": endpoint.secret,
+        "public_key": public,
         // While a rotation's overlap lasts, the old secret signs too.
         "previous_secret_valid_until": overlap.map(rfc3339),
     })
@@ -475,6 +500,8 @@ fn secret_out(endpoint: &Endpoint) -> Value {
 struct RotateSecret {
     /// The new secret; generated when absent.
     secret: Option<String>,
+    /// The scheme of a generated secret; the current one's when absent.
+    signature: Option<String>,
 }
 
 /// `POST …/secret/rotate`: a new secret becomes current; the old one keeps
@@ -494,7 +521,20 @@ async fn rotate_secret(
             check_secret(&s)?;
             s
         }
-        None => SigningKey::generate(),
+        None => match input.signature.as_deref() {
+            Some(scheme) => generate_secret(Some(scheme))?,
+            // The current scheme: look it up first.
+            None => {
+                let (a, e) = (app_id.clone(), endpoint_id.clone());
+                let current = state.store.read(move |c| endpoints::get(c, &a, &e)).await?;
+                let scheme = if public_key(&current.secret).is_some() {
+                    "ed25519"
+                } else {
+                    "hmac"
+                };
+                generate_secret(Some(scheme))?
+            }
+        },
     };
     let now = now_ms();
     let until = now + state.secret_rotation_overlap.as_millis() as i64;

@@ -1,7 +1,13 @@
-//! Standard Webhooks signing: `webhook-signature` is `v1,<base64 HMAC-SHA256
-//! of "id.timestamp.body">`, keyed with the bytes behind a `whsec_` secret.
-//! Several signatures are sent space-separated (during a secret rotation),
-//! so the signer holds a list and new kinds (`v1a`) can join it.
+//! Standard Webhooks signing of `{id}.{timestamp}.{body}`:
+//!
+//! - symmetric: `v1,<base64 HMAC-SHA256>`, keyed with the bytes behind a
+//!   `whsec_` secret;
+//! - asymmetric: `v1a,<base64 ed25519 signature>`, with the key pair behind a
+//!   `whsk_` secret (the 32-byte seed, or seed and public key as 64 bytes);
+//!   receivers verify with the `whpk_` public key.
+//!
+//! The prefix says which, so an endpoint's secret alone picks the scheme.
+//! Several signatures are sent space-separated (during a secret rotation).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -10,13 +16,17 @@ use sha2::Sha256;
 
 /// Prefix of a symmetric Standard Webhooks secret.
 pub const SECRET_PREFIX: &str = "whsec_";
+/// Prefix of an ed25519 secret key, and of its public key.
+pub const ED25519_SECRET_PREFIX: &str = "whsk_";
+pub const ED25519_PUBLIC_PREFIX: &str = "whpk_";
 /// Secret key sizes the spec allows (bytes).
 pub const SECRET_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
 
 /// A key that signs requests.
 #[derive(Clone)]
-pub struct SigningKey {
-    key: Vec<u8>,
+pub enum SigningKey {
+    Hmac(Vec<u8>),
+    Ed25519(Box<ed25519_dalek::SigningKey>),
 }
 
 // Never print key material.
@@ -27,11 +37,15 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    /// Parses `whsec_<base64>`; the error says what is wrong, never the secret.
+    /// Parses `whsec_<base64>` or `whsk_<base64>`; the error says what is
+    /// wrong, never the secret.
     pub fn parse(secret: &str) -> Result<SigningKey, String> {
-        let encoded = secret
-            .strip_prefix(SECRET_PREFIX)
-            .ok_or_else(|| format!("must start with {SECRET_PREFIX}"))?;
+        if let Some(encoded) = secret.strip_prefix(ED25519_SECRET_PREFIX) {
+            return parse_ed25519(encoded);
+        }
+        let encoded = secret.strip_prefix(SECRET_PREFIX).ok_or_else(|| {
+            format!("must start with {SECRET_PREFIX} (HMAC) or {ED25519_SECRET_PREFIX} (ed25519)")
+        })?;
         let key = STANDARD
             .decode(encoded)
             .map_err(|_| format!("the part after {SECRET_PREFIX} must be standard base64"))?;
@@ -43,7 +57,24 @@ impl SigningKey {
                 key.len()
             ));
         }
-        Ok(SigningKey { key })
+        Ok(SigningKey::Hmac(key))
+    }
+
+    /// A new random ed25519 secret key in `whsk_` form (the 32-byte seed).
+    pub fn generate_ed25519() -> String {
+        let seed: [u8; 32] = rand::random();
+        format!("{ED25519_SECRET_PREFIX}{}", STANDARD.encode(seed))
+    }
+
+    /// The `whpk_` public key receivers verify with, for an ed25519 key.
+    pub fn public_key(&self) -> Option<String> {
+        match self {
+            SigningKey::Hmac(_) => None,
+            SigningKey::Ed25519(k) => Some(format!(
+                "{ED25519_PUBLIC_PREFIX}{}",
+                STANDARD.encode(k.verifying_key().as_bytes())
+            )),
+        }
     }
 
     /// A new random secret in `whsec_` form (32 bytes).
@@ -52,17 +83,58 @@ impl SigningKey {
         format!("{SECRET_PREFIX}{}", STANDARD.encode(key))
     }
 
-    /// `v1,<signature>` of one message.
+    /// `v1,<signature>` or `v1a,<signature>` of one message.
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any size");
-        mac.update(msg_id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+        match self {
+            SigningKey::Hmac(key) => {
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any size");
+                mac.update(msg_id.as_bytes());
+                mac.update(b".");
+                mac.update(timestamp.to_string().as_bytes());
+                mac.update(b".");
+                mac.update(body);
+                format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+            }
+            SigningKey::Ed25519(key) => {
+                use ed25519_dalek::Signer as _;
+                let mut content = Vec::with_capacity(msg_id.len() + body.len() + 24);
+                content.extend_from_slice(msg_id.as_bytes());
+                content.push(b'.');
+                content.extend_from_slice(timestamp.to_string().as_bytes());
+                content.push(b'.');
+                content.extend_from_slice(body);
+                let signature = key.sign(&content);
+                format!("v1a,{}", STANDARD.encode(signature.to_bytes()))
+            }
+        }
     }
+}
+
+fn parse_ed25519(encoded: &str) -> Result<SigningKey, String> {
+    let bytes = STANDARD
+        .decode(encoded)
+        .map_err(|_| format!("the part after {ED25519_SECRET_PREFIX} must be standard base64"))?;
+    let seed: [u8; 32] = match bytes.len() {
+        32 => bytes.as_slice().try_into().expect("32 bytes"),
+        // The libsodium form: the seed, then the public key it makes.
+        64 => {
+            let seed: [u8; 32] = bytes[..32].try_into().expect("32 bytes");
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+            if key.verifying_key().as_bytes() != &bytes[32..] {
+                return Err("the 64-byte form's public half does not match its seed".into());
+            }
+            seed
+        }
+        n => {
+            return Err(format!(
+                "must encode a 32-byte ed25519 seed (or 64 bytes, seed and public key), got {n}"
+            ));
+        }
+    };
+    Ok(SigningKey::Ed25519(Box::new(
+        ed25519_dalek::SigningKey::from_bytes(&seed),
+    )))
 }
 
 /// The `webhook-signature` header value: every key's signature, space-separated.
@@ -90,6 +162,31 @@ mod tests {
     }
 
     #[test]
+    fn ed25519_keys_sign_v1a_and_show_their_public_key() {
+        let secret = SigningKey::generate_ed25519();
+        let key = SigningKey::parse(&secret).unwrap();
+        let public = key.public_key().unwrap();
+        assert!(public.starts_with("whpk_"));
+        let sig = key.sign("msg_1", 1, b"x");
+        assert!(sig.starts_with("v1a,"), "{sig}");
+        assert_eq!(STANDARD.decode(&sig[4..]).unwrap().len(), 64);
+        // The 64-byte form names the same key.
+        let seed = STANDARD.decode(&secret[5..]).unwrap();
+        let public_bytes = STANDARD.decode(&public[5..]).unwrap();
+        let long = format!("whsk_{}", STANDARD.encode([seed, public_bytes].concat()));
+        assert_eq!(
+            SigningKey::parse(&long).unwrap().sign("msg_1", 1, b"x"),
+            sig
+        );
+        assert!(
+            SigningKey::parse(&SigningKey::generate())
+                .unwrap()
+                .public_key()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn rotation_sends_both_signatures() {
         let a = SigningKey::parse(&SigningKey::generate()).unwrap();
         let b = SigningKey::parse(&SigningKey::generate()).unwrap();
@@ -101,6 +198,11 @@ mod tests {
     #[test]
     fn bad_secrets_say_why() {
         assert!(SigningKey::parse("abc").unwrap_err().contains("whsec_"));
+        assert!(
+            SigningKey::parse("whsk_c2hvcnQ=")
+                .unwrap_err()
+                .contains("32-byte")
+        );
         assert!(
             SigningKey::parse("whsec_!!!")
                 .unwrap_err()
