@@ -33,8 +33,7 @@ use super::signing::{SigningKey, signature_header};
 use super::verdict;
 use crate::id::{new_id, now_ms};
 use crate::plugins::{
-    Admission, CallError, GuestError, LoadedPlugin, PluginEvent, PluginHost, PluginResponse,
-    Verdict,
+    CallError, GuestError, LoadedPlugin, PluginEvent, PluginHost, PluginResponse, Verdict,
 };
 use crate::store::Store;
 use crate::store::deliveries::{
@@ -611,29 +610,21 @@ async fn deliver(ctx: &Context, job: Claimed) -> (Completion, Option<Duration>) 
             None,
         );
     }
-    let plugin = ctx.host.registry.get(&endpoint.plugin);
-    let waiting = match &plugin {
-        None => Some("not loaded".to_string()),
-        Some(p) => match p.admission(&endpoint.app_id) {
-            Admission::Wait { until_ms, reason } => Some(quarantine_note(until_ms, &reason)),
-            Admission::Call | Admission::Probe => None,
-        },
-    };
-    if let Some(why) = waiting {
+    let Some(plugin) = ctx.host.registry.get(&endpoint.plugin) else {
         // Not an attempt: the delivery is held without using up its retries,
         // and resumes when a version of the plugin is loaded.
-        let why = format!("waiting for plugin {:?}: {why}", endpoint.plugin);
+        let why = format!("waiting for plugin {:?}: not loaded", endpoint.plugin);
         tracing::warn!(delivery = %job.id, plugin = %endpoint.plugin, "{why}");
         return (
             without_attempt(&job, DeliveryStatus::Held, HoldKind::Plugin, why),
             None,
         );
-    }
-    let plugin = plugin.expect("checked above");
+    };
 
     let result = attempt(ctx, &job, &plugin).await;
     if let Outcome::PluginQuarantined = result.outcome {
-        // Quarantined between the check above and the call: still not an attempt.
+        // The plugin is quarantined for this app (its transform refused to
+        // run): not an attempt. The delivery resumes when a probe may go.
         let why = format!(
             "waiting for plugin {:?}: {}",
             endpoint.plugin,

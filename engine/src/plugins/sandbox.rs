@@ -162,6 +162,14 @@ pub struct CallCost {
     pub fresh: bool,
 }
 
+impl CallCost {
+    /// The fuel the call used and the memory its instance holds now.
+    fn record(&mut self, store: &Store<HostState>, limits: &Limits) {
+        self.fuel = limits.fuel - store.get_fuel().unwrap_or(0);
+        self.memory_bytes = store.data().memory.total;
+    }
+}
+
 /// Why a call ended without the guest's answer: each is the guest's fault
 /// and counts towards its quarantine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -518,16 +526,14 @@ impl Instances {
                 limit_ms: limits.cpu_time.as_millis(),
             },
             Ok(Some(Ok((Ok(r), mut instance)))) => {
-                cost.fuel = limits.fuel - instance.store.get_fuel().unwrap_or(0);
-                cost.memory_bytes = instance.store.data().memory.total;
+                cost.record(&instance.store, limits);
                 instance.calls += 1;
                 self.put_warm(app, instance);
                 return (Ok(r), cost);
             }
             // The instance is dropped: after a trap its state is not to be trusted.
             Ok(Some(Ok((Err(e), instance)))) => {
-                cost.fuel = limits.fuel - instance.store.get_fuel().unwrap_or(0);
-                cost.memory_bytes = instance.store.data().memory.total;
+                cost.record(&instance.store, limits);
                 classify(e, limits)
             }
             Ok(Some(Err(e))) => classify(e, limits),
