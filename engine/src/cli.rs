@@ -1,4 +1,5 @@
-//! The `hookline` command line: `serve`, `plugin new|test|bench`, `bench`.
+//! The `hookline` command line: `serve`, `plugin new|test|bench`, `bench`,
+//! `secret-key new|status`.
 
 pub mod args;
 mod bench;
@@ -6,6 +7,7 @@ mod bench;
 mod plugin;
 mod plugin_bench;
 mod scaffold;
+mod secret_key;
 mod serve;
 
 use std::process::ExitCode;
@@ -22,6 +24,10 @@ pub fn main() -> ExitCode {
         args::Command::Plugin(args::PluginCommand::New(new)) => scaffold::new_plugin(new),
         args::Command::Plugin(args::PluginCommand::Bench(bench)) => plugin_bench::run(bench),
         args::Command::Bench(bench) => bench::run(bench),
+        args::Command::SecretKey(args::SecretKeyCommand::New) => secret_key::new(),
+        args::Command::SecretKey(args::SecretKeyCommand::Status(status)) => {
+            secret_key::status(status)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ use crate::delivery::sender::SenderOptions;
 use crate::delivery::{DispatcherOptions, HealthPolicy, RetryPolicy, RetrySchedule};
 use crate::plugins::Limits;
 use crate::store::StoreOptions;
+use crate::store::sealed::Sealer;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -139,6 +140,7 @@ impl Config {
             store: StoreOptions {
                 durability: args.durability,
                 readers: 4,
+                sealer: std::sync::Arc::new(Sealer::from_env()?),
             },
             retry: RetryPolicy {
                 schedule,

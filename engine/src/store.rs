@@ -15,15 +15,19 @@ pub mod endpoints;
 pub mod events;
 pub mod operations;
 pub mod schema;
+pub mod sealed;
 mod writer;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use sealed::Sealer;
 
 /// The connection type every query is written against.
 pub type Conn = SqliteConnection;
@@ -42,6 +46,10 @@ pub enum StoreError {
     /// The request conflicts with the row's state (409).
     #[error("{0}")]
     Conflict(String),
+    /// A stored credential does not open: a key is missing, or the value
+    /// was tampered with. Logged in full, a 500 to clients.
+    #[error("sealed credential: {0}")]
+    Sealed(String),
     /// The writer's queue is full: the engine cannot keep up (503 with
     /// `Retry-After`; nothing was stored).
     #[error("the store is busy: {0}")]
@@ -80,6 +88,8 @@ pub struct StoreOptions {
     pub durability: Durability,
     /// Read connections in the pool.
     pub readers: u32,
+    /// Seals endpoint credentials at rest (plain when it has no key).
+    pub sealer: Arc<Sealer>,
 }
 
 /// A handle to the store; cheap to clone.
@@ -87,6 +97,7 @@ pub struct StoreOptions {
 pub struct Store {
     writer: writer::Writer,
     readers: Pool<ConnectionManager<Conn>>,
+    sealer: Arc<Sealer>,
 }
 
 #[derive(Debug)]
@@ -120,6 +131,39 @@ impl Store {
         .context("failed to configure SQLite")?;
         conn.run_pending_migrations(MIGRATIONS)
             .map_err(|e| anyhow::anyhow!("failed to apply migrations: {e}"))?;
+        // Before anything is served: every credential in the form the
+        // current key (or its absence) writes. One transaction, so a
+        // missing key leaves the store exactly as it was. `secure_delete`
+        // zeroes the space the old forms occupied.
+        conn.batch_execute("PRAGMA secure_delete = ON;")?;
+        let resealed = conn
+            .immediate_transaction(|c| endpoints::reseal_all(c, &options.sealer))
+            .map_err(|e| anyhow::anyhow!("cannot open endpoint credentials: {e}"))?;
+        conn.batch_execute("PRAGMA secure_delete = OFF;")?;
+        if resealed.sealed_from_plain > 0 {
+            // Credentials were in the clear until now: earlier versions of
+            // them (changed or deleted rows) may still sit in free pages
+            // and in the WAL. Rewrite the file without them, once.
+            tracing::info!(
+                endpoints = resealed.sealed_from_plain,
+                "encryption at rest turned on: compacting the database so no clear-text credential remains in it"
+            );
+            conn.batch_execute("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+                .context("failed to compact the database after sealing credentials")?;
+        }
+        match options.sealer.current_key_id() {
+            Some(key) => tracing::info!(
+                key,
+                endpoints = resealed.endpoints,
+                resealed = resealed.rewritten,
+                "endpoint credentials are encrypted at rest"
+            ),
+            None if resealed.rewritten > 0 => tracing::warn!(
+                decrypted = resealed.rewritten,
+                "no secret key set: endpoint credentials were decrypted and are stored in the clear"
+            ),
+            None => {}
+        }
 
         let readers = Pool::builder()
             .max_size(options.readers.max(1))
@@ -130,7 +174,13 @@ impl Store {
         Ok(Store {
             writer: writer::Writer::start(conn),
             readers,
+            sealer: options.sealer.clone(),
         })
+    }
+
+    /// What seals and opens endpoint credentials in this store.
+    pub fn sealer(&self) -> Arc<Sealer> {
+        self.sealer.clone()
     }
 
     /// Runs `f` in the writer's next group transaction (inside a savepoint of

@@ -35,6 +35,8 @@ pub struct EngineOptions {
     pub plugin_files: Vec<PathBuf>,
     /// Use this data directory (kept after the engine stops) instead of a fresh one.
     pub data_dir: Option<PathBuf>,
+    /// Environment variables for the engine process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for EngineOptions {
@@ -60,6 +62,7 @@ impl Default for EngineOptions {
             .to_vec(),
             plugin_files: Vec::new(),
             data_dir: None,
+            env: Vec::new(),
         }
     }
 }
@@ -128,6 +131,10 @@ impl Engine {
             .arg(&data_dir)
             .args(&options.args)
             .env("HOOKLINE_LOG", "info,hookline=debug")
+            // Keys only from the options, never from the test's own environment.
+            .env_remove("HOOKLINE_SECRET_KEY")
+            .env_remove("HOOKLINE_SECRET_KEY_PREVIOUS")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

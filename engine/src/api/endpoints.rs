@@ -434,9 +434,10 @@ async fn create(
     endpoint.rate_limit = policy.rate_limit.flatten();
     endpoint.ordered = policy.ordered.unwrap_or(false);
     let row = endpoint.clone();
+    let sealer = state.store.sealer();
     state
         .store
-        .write(move |c| endpoints::insert(c, &row))
+        .write(move |c| endpoints::insert(c, &sealer, &row))
         .await?;
     let mut out = EndpointOut::from(endpoint);
     out.secret = Some(secret);
@@ -449,11 +450,12 @@ async fn list(
     Query(p): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = p.limit()?;
+    let sealer = state.store.sealer();
     let rows = state
         .store
         .read(move |c| {
             apps::get(c, &app_id)?;
-            endpoints::list(c, &app_id, p.cursor.as_deref(), limit)
+            endpoints::list(c, &sealer, &app_id, p.cursor.as_deref(), limit)
         })
         .await?;
     let out: Vec<EndpointOut> = rows.into_iter().map(Into::into).collect();
@@ -464,9 +466,10 @@ async fn fetch(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> Result<Json<EndpointOut>, ApiError> {
+    let sealer = state.store.sealer();
     let endpoint = state
         .store
-        .read(move |c| endpoints::get(c, &app_id, &endpoint_id))
+        .read(move |c| endpoints::get(c, &sealer, &app_id, &endpoint_id))
         .await?;
     Ok(Json(endpoint.into()))
 }
@@ -475,9 +478,10 @@ async fn secret(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    let sealer = state.store.sealer();
     let endpoint = state
         .store
-        .read(move |c| endpoints::get(c, &app_id, &endpoint_id))
+        .read(move |c| endpoints::get(c, &sealer, &app_id, &endpoint_id))
         .await?;
     Ok(Json(secret_out(&endpoint)))
 }
@@ -526,7 +530,11 @@ async fn rotate_secret(
             // The current scheme: look it up first.
             None => {
                 let (a, e) = (app_id.clone(), endpoint_id.clone());
-                let current = state.store.read(move |c| endpoints::get(c, &a, &e)).await?;
+                let sealer = state.store.sealer();
+                let current = state
+                    .store
+                    .read(move |c| endpoints::get(c, &sealer, &a, &e))
+                    .await?;
                 let scheme = if public_key(&current.secret).is_some() {
                     "ed25519"
                 } else {
@@ -538,9 +546,12 @@ async fn rotate_secret(
     };
     let now = now_ms();
     let until = now + state.secret_rotation_overlap.as_millis() as i64;
+    let sealer = state.store.sealer();
     let endpoint = state
         .store
-        .write(move |c| endpoints::rotate_secret(c, &app_id, &endpoint_id, &secret, until, now))
+        .write(move |c| {
+            endpoints::rotate_secret(c, &sealer, &app_id, &endpoint_id, &secret, until, now)
+        })
         .await?;
     tracing::info!(endpoint = %endpoint.id, "endpoint secret rotated");
     Ok(Json(secret_out(&endpoint)))
@@ -553,7 +564,11 @@ async fn update(
 ) -> Result<Json<EndpointOut>, ApiError> {
     let input: UpdateEndpoint = parse_json(body)?;
     let (a, e) = (app_id.clone(), endpoint_id.clone());
-    let current = state.store.read(move |c| endpoints::get(c, &a, &e)).await?;
+    let sealer = state.store.sealer();
+    let current = state
+        .store
+        .read(move |c| endpoints::get(c, &sealer, &a, &e))
+        .await?;
     let mut changes = EndpointChanges {
         updated_at: Some(now_ms()),
         ..Default::default()
@@ -597,14 +612,17 @@ async fn update(
     changes.max_in_flight = policy.max_in_flight;
     changes.rate_limit = policy.rate_limit;
     changes.ordered = policy.ordered;
+    let sealer = state.store.sealer();
     let (updated, toggled) = state
         .store
         .write(move |c| {
             let now = now_ms();
-            let (updated, toggled) = endpoints::update(c, &app_id, &endpoint_id, &changes, now)?;
+            let (updated, toggled) =
+                endpoints::update(c, &sealer, &app_id, &endpoint_id, &changes, now)?;
             if toggled.disabled {
                 health::emit(
                     c,
+                    &sealer,
                     health::DISABLED,
                     &updated,
                     &updated.health,

@@ -55,8 +55,9 @@ async fn ingest(
         let lease = reservation.lease.clone();
         // `try_write`: when the writer's queue is full, refuse (503) rather
         // than queue without bound.
+        let sealer = store.sealer();
         let result = store
-            .try_write(move |c| events::ingest(c, &app_id, batch, now_ms(), Some(&lease)))
+            .try_write(move |c| events::ingest(c, &sealer, &app_id, batch, now_ms(), Some(&lease)))
             .await;
         match result {
             Ok(ingested) => {

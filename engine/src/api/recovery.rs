@@ -140,7 +140,7 @@ async fn recover(
     let op = state
         .store
         .write(move |c| {
-            endpoints::get(c, &app_id, &endpoint_id)?;
+            endpoints::exists(c, &app_id, &endpoint_id)?;
             let now = now_ms();
             let total = deliveries::count_failed(c, &endpoint_id, since)?;
             let op = Operation {
@@ -184,13 +184,14 @@ async fn replay(
     Query(q): Query<AppQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let asked = caller.app_or_own(q.app_id)?;
+    let sealer = state.store.sealer();
     let op = state
         .store
         .write(move |c| {
             // The event must be the app's (another app's answers 404).
             let app_id = events::get(c, asked.as_deref(), &event_id)?.app_id;
             let now = now_ms();
-            let n = events::replay(c, &app_id, &event_id, now)?;
+            let n = events::replay(c, &sealer, &app_id, &event_id, now)?;
             let op = finished_op(&app_id, "replay", &event_id, json!({}), n as i32, now);
             operations::insert(c, &op)?;
             Ok(op)

@@ -32,6 +32,28 @@ pub enum Command {
     Plugin(PluginCommand),
     /// Measure end-to-end delivery throughput and latency on this machine.
     Bench(BenchArgs),
+    /// Keys that encrypt endpoint credentials at rest (`HOOKLINE_SECRET_KEY`).
+    #[command(subcommand)]
+    SecretKey(SecretKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretKeyCommand {
+    /// Print a new random key for `HOOKLINE_SECRET_KEY`.
+    New,
+    /// Show which keys the stored endpoint credentials are sealed with
+    /// (read-only; safe while the engine runs).
+    Status(SecretKeyStatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SecretKeyStatusArgs {
+    /// The engine's data directory.
+    #[arg(long, env = "HOOKLINE_DATA_DIR", default_value = "hookline-data")]
+    pub data_dir: PathBuf,
+    /// SQLite database file [default: <data-dir>/hookline.db].
+    #[arg(long, env = "HOOKLINE_DATABASE")]
+    pub database: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -452,11 +452,12 @@ impl Loop {
         };
         let per_endpoint = request.per_endpoint as usize;
         let policy = self.ctx.health.clone();
+        let sealer = self.ctx.store.sealer();
         let (taken, claimed) = self
             .ctx
             .store
             .write(move |c| {
-                let claimed = deliveries::claim(c, &request)?;
+                let claimed = deliveries::claim(c, &sealer, &request)?;
                 let taken = claimed.len();
                 Ok((taken, health::gate(c, claimed, request.now, &policy)?))
             })
@@ -530,11 +531,12 @@ async fn write_completions(
             .map(|c| c.next_attempt_at)
             .min();
         let policy = policy.clone();
+        let sealer = store.sealer();
         let result = store
             .write(move |c| {
                 let now = now_ms();
                 deliveries::complete(c, &done, now)?;
-                health::record(c, &done, now, &policy)
+                health::record(c, &sealer, &done, now, &policy)
             })
             .await;
         match result {

@@ -28,6 +28,7 @@ use crate::id::{new_id, rfc3339};
 use crate::store::deliveries::{self, Claimed, Completion, EndpointSignal};
 use crate::store::endpoints::{self, Endpoint, Health};
 use crate::store::events::{self, NewEvent};
+use crate::store::sealed::Sealer;
 use crate::store::{Conn, StoreError};
 
 /// The app that operational events are emitted into. Operators add
@@ -285,6 +286,7 @@ pub struct Effects {
 /// operational events.
 pub fn record(
     conn: &mut Conn,
+    sealer: &Sealer,
     done: &[Completion],
     now: i64,
     policy: &HealthPolicy,
@@ -300,7 +302,7 @@ pub fn record(
     }
     ids.sort_unstable();
     ids.dedup();
-    for endpoint in endpoints::by_ids(conn, &ids)? {
+    for endpoint in endpoints::by_ids(conn, sealer, &ids)? {
         let before = endpoint.health.clone();
         let mut health = before.clone();
         let mut transitions = Vec::new();
@@ -327,14 +329,14 @@ pub fn record(
                     effects.blocked.push((endpoint.id.clone(), *retry_at));
                     tracing::warn!(endpoint = %endpoint.id, failures = health.consecutive_failures, retry_at = %rfc3339(*retry_at), "breaker open");
                     if *first {
-                        emit(conn, FAILING, &endpoint, &health, None, now)?;
+                        emit(conn, sealer, FAILING, &endpoint, &health, None, now)?;
                         effects.wake = true;
                     }
                 }
                 Transition::Recovered => {
                     tracing::info!(endpoint = %endpoint.id, "breaker closed: endpoint recovered");
                     deliveries::due_now_for_endpoint(conn, &endpoint.id, now)?;
-                    emit(conn, RECOVERED, &endpoint, &health, None, now)?;
+                    emit(conn, sealer, RECOVERED, &endpoint, &health, None, now)?;
                     effects.wake = true;
                 }
                 Transition::AutoDisable(_) => {}
@@ -344,7 +346,15 @@ pub fn record(
             && endpoints::disable(conn, &endpoint.id, &reason, now)?
         {
             tracing::warn!(endpoint = %endpoint.id, %reason, "endpoint disabled");
-            emit(conn, DISABLED, &endpoint, &health, Some(&reason), now)?;
+            emit(
+                conn,
+                sealer,
+                DISABLED,
+                &endpoint,
+                &health,
+                Some(&reason),
+                now,
+            )?;
             effects.wake = true;
         }
     }
@@ -356,6 +366,7 @@ pub fn record(
 /// through the endpoint that is failing.
 pub fn emit(
     conn: &mut Conn,
+    sealer: &Sealer,
     kind: &str,
     endpoint: &Endpoint,
     health: &Health,
@@ -388,7 +399,7 @@ pub fn emit(
         data: data.to_string(),
         extensions: "{}".into(),
     };
-    events::ingest(conn, SYSTEM_APP, vec![event], now, None)?;
+    events::ingest(conn, sealer, SYSTEM_APP, vec![event], now, None)?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use super::endpoints::{self, Endpoint};
 use super::events::{self, Event};
 use super::schema::{attempts, deliveries};
+use super::sealed::Sealer;
 use super::{Conn, StoreError};
 
 /// Where a delivery stands. Stored as SMALLINT; the API names them.
@@ -244,7 +245,11 @@ const CLAIM_RETURNING: &str =
 /// the oldest delivery of the endpoint that is still pending or held, and
 /// only when it is due and not leased. Everything else is claimed by due
 /// time, skipping the excluded endpoints.
-pub fn claim(conn: &mut Conn, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+pub fn claim(
+    conn: &mut Conn,
+    sealer: &Sealer,
+    req: &ClaimRequest,
+) -> Result<Vec<Claimed>, StoreError> {
     use diesel::sql_types::{BigInt, Text};
 
     // Raw SQL: diesel's DSL cannot update through a limited subselect. On
@@ -315,12 +320,13 @@ pub fn claim(conn: &mut Conn, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreE
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    load_claimed(conn, rows, &req.token, req.lease_until)
+    load_claimed(conn, sealer, rows, &req.token, req.lease_until)
 }
 
 /// Loads the events and endpoints of claimed rows.
 fn load_claimed(
     conn: &mut Conn,
+    sealer: &Sealer,
     rows: Vec<ClaimRow>,
     token: &Arc<str>,
     lease_until: i64,
@@ -335,7 +341,7 @@ fn load_claimed(
         .into_iter()
         .map(|e| (e.id.clone(), Arc::new(e)))
         .collect();
-    let endpoints: HashMap<String, Arc<Endpoint>> = endpoints::by_ids(conn, &endpoint_ids)?
+    let endpoints: HashMap<String, Arc<Endpoint>> = endpoints::by_ids(conn, sealer, &endpoint_ids)?
         .into_iter()
         .map(|e| (e.id.clone(), Arc::new(e)))
         .collect();

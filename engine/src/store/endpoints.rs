@@ -1,10 +1,15 @@
 //! Endpoints: where an app's events go, through which plugin, signed with
 //! which secret. Deleted endpoints are kept (soft delete) so their deliveries'
 //! history stays readable.
+//!
+//! The credentials of a row (URL, secrets, plugin configuration) are sealed
+//! on the way in and opened on the way out by a [`Sealer`], so every
+//! function that reads or writes them takes one; see [`super::sealed`].
 
 use diesel::prelude::*;
 
 use super::schema::endpoints;
+use super::sealed::Sealer;
 use super::{Conn, StoreError};
 
 /// An endpoint row. `plugin_config`, `filter_types`, `retry_schedule` and
@@ -53,6 +58,71 @@ impl Endpoint {
         }
         out
     }
+}
+
+impl Endpoint {
+    /// The row as stored: its credentials sealed.
+    fn sealed(&self, sealer: &Sealer) -> Endpoint {
+        let mut row = self.clone();
+        row.url = sealer.seal(&self.url, "url", &self.id);
+        row.secret = sealer.seal(&self.secret, "secret", &self.id);
+        row.plugin_config = sealer.seal(&self.plugin_config, "plugin_config", &self.id);
+        row.previous_secret = self
+            .previous_secret
+            .as_deref()
+            .map(|s| sealer.seal(s, "previous_secret", &self.id));
+        row
+    }
+
+    /// The row as loaded, its credentials opened.
+    fn opened(mut self, sealer: &Sealer) -> Result<Endpoint, StoreError> {
+        let open = |stored: &str, column: &str| {
+            sealer
+                .open(stored, column, &self.id)
+                .map_err(|e| StoreError::Sealed(format!("endpoint {} {column}: {e}", self.id)))
+        };
+        let url = open(&self.url, "url")?;
+        let secret = open(&self.secret, "secret")?;
+        let plugin_config = open(&self.plugin_config, "plugin_config")?;
+        let previous_secret = self
+            .previous_secret
+            .as_deref()
+            .map(|s| open(s, "previous_secret"))
+            .transpose()?;
+        self.url = url;
+        self.secret = secret;
+        self.plugin_config = plugin_config;
+        self.previous_secret = previous_secret;
+        Ok(self)
+    }
+
+    /// Whether any credential is not stored the way `sealer` writes it.
+    fn needs_reseal(&self, sealer: &Sealer) -> bool {
+        [&self.url, &self.secret, &self.plugin_config]
+            .into_iter()
+            .chain(&self.previous_secret)
+            .any(|stored| sealer.needs_reseal(stored))
+    }
+}
+
+fn open_all(rows: Vec<Endpoint>, sealer: &Sealer) -> Result<Vec<Endpoint>, StoreError> {
+    rows.into_iter().map(|row| row.opened(sealer)).collect()
+}
+
+/// Opens the rows of a bulk read (fan-out, claims, health), leaving out
+/// any that do not open, so that one bad row cannot stop every app's
+/// deliveries. The start-up check refuses such rows; one can only appear
+/// here if the file was changed under a running engine.
+fn open_usable(rows: Vec<Endpoint>, sealer: &Sealer) -> Vec<Endpoint> {
+    rows.into_iter()
+        .filter_map(|row| match row.opened(sealer) {
+            Ok(row) => Some(row),
+            Err(e) => {
+                tracing::error!(error = %e, "endpoint left out: its credentials do not open");
+                None
+            }
+        })
+        .collect()
 }
 
 // Never print secrets.
@@ -150,36 +220,69 @@ pub struct EndpointChanges {
     pub ordered: Option<bool>,
 }
 
+impl EndpointChanges {
+    /// The changes as stored: credentials sealed for row `id`.
+    fn sealed(&self, sealer: &Sealer, id: &str) -> EndpointChanges {
+        let seal =
+            |value: &Option<String>, column| value.as_deref().map(|v| sealer.seal(v, column, id));
+        EndpointChanges {
+            url: seal(&self.url, "url"),
+            plugin_config: seal(&self.plugin_config, "plugin_config"),
+            secret: seal(&self.secret, "secret"),
+            description: self.description.clone(),
+            plugin: self.plugin.clone(),
+            filter_types: self.filter_types.clone(),
+            enabled: self.enabled,
+            disabled_reason: self.disabled_reason.clone(),
+            updated_at: self.updated_at,
+            retry_schedule: self.retry_schedule.clone(),
+            max_in_flight: self.max_in_flight,
+            rate_limit: self.rate_limit.clone(),
+            ordered: self.ordered,
+        }
+    }
+}
+
 /// Makes `secret` current; the one it replaces stays valid until `until`.
 pub fn rotate_secret(
     conn: &mut Conn,
+    sealer: &Sealer,
     app_id: &str,
     id: &str,
     secret: &str,
     until: i64,
     now: i64,
 ) -> Result<Endpoint, StoreError> {
-    let current = get(conn, app_id, id)?;
+    let current = get(conn, sealer, app_id, id)?;
     diesel::update(endpoints::table.find(id))
         .set((
-            endpoints::previous_secret.eq(Some(&current.secret)),
+            endpoints::previous_secret.eq(Some(sealer.seal(
+                &current.secret,
+                "previous_secret",
+                id,
+            ))),
             endpoints::previous_secret_expires_at.eq(Some(until)),
-            endpoints::secret.eq(secret),
+            endpoints::secret.eq(sealer.seal(secret, "secret", id)),
             endpoints::updated_at.eq(now),
         ))
         .execute(conn)?;
-    get(conn, app_id, id)
+    get(conn, sealer, app_id, id)
 }
 
-pub fn insert(conn: &mut Conn, endpoint: &Endpoint) -> Result<(), StoreError> {
+pub fn insert(conn: &mut Conn, sealer: &Sealer, endpoint: &Endpoint) -> Result<(), StoreError> {
     diesel::insert_into(endpoints::table)
-        .values(endpoint)
+        .values(&endpoint.sealed(sealer))
         .execute(conn)?;
     Ok(())
 }
 
 /// A live (not deleted) endpoint of the app.
-pub fn get(conn: &mut Conn, app_id: &str, id: &str) -> Result<Endpoint, StoreError> {
+pub fn get(
+    conn: &mut Conn,
+    sealer: &Sealer,
+    app_id: &str,
+    id: &str,
+) -> Result<Endpoint, StoreError> {
     endpoints::table
         .filter(endpoints::id.eq(id))
         .filter(endpoints::app_id.eq(app_id))
@@ -187,12 +290,27 @@ pub fn get(conn: &mut Conn, app_id: &str, id: &str) -> Result<Endpoint, StoreErr
         .select(Endpoint::as_select())
         .first(conn)
         .optional()?
+        .ok_or_else(|| StoreError::not_found("endpoint", id))?
+        .opened(sealer)
+}
+
+/// Whether a live endpoint `id` of the app exists (credentials untouched).
+pub fn exists(conn: &mut Conn, app_id: &str, id: &str) -> Result<(), StoreError> {
+    endpoints::table
+        .filter(endpoints::id.eq(id))
+        .filter(endpoints::app_id.eq(app_id))
+        .filter(endpoints::deleted_at.is_null())
+        .select(endpoints::id)
+        .first::<String>(conn)
+        .optional()?
+        .map(|_| ())
         .ok_or_else(|| StoreError::not_found("endpoint", id))
 }
 
 /// The app's live endpoints in id order, after `cursor` when given.
 pub fn list(
     conn: &mut Conn,
+    sealer: &Sealer,
     app_id: &str,
     cursor: Option<&str>,
     limit: i64,
@@ -207,25 +325,31 @@ pub fn list(
     if let Some(cursor) = cursor {
         query = query.filter(endpoints::id.gt(cursor.to_string()));
     }
-    Ok(query.load(conn)?)
+    open_all(query.load(conn)?, sealer)
 }
 
 /// The app's endpoints that receive new events: live and enabled.
-pub fn receiving(conn: &mut Conn, app_id: &str) -> Result<Vec<Endpoint>, StoreError> {
-    Ok(endpoints::table
+pub fn receiving(
+    conn: &mut Conn,
+    sealer: &Sealer,
+    app_id: &str,
+) -> Result<Vec<Endpoint>, StoreError> {
+    let rows = endpoints::table
         .filter(endpoints::app_id.eq(app_id))
         .filter(endpoints::deleted_at.is_null())
         .filter(endpoints::enabled.eq(true))
         .select(Endpoint::as_select())
-        .load(conn)?)
+        .load(conn)?;
+    Ok(open_usable(rows, sealer))
 }
 
 /// Endpoints by id, deleted or not (the dispatcher decides what to do).
-pub fn by_ids(conn: &mut Conn, ids: &[&str]) -> Result<Vec<Endpoint>, StoreError> {
-    Ok(endpoints::table
+pub fn by_ids(conn: &mut Conn, sealer: &Sealer, ids: &[&str]) -> Result<Vec<Endpoint>, StoreError> {
+    let rows = endpoints::table
         .filter(endpoints::id.eq_any(ids))
         .select(Endpoint::as_select())
-        .load(conn)?)
+        .load(conn)?;
+    Ok(open_usable(rows, sealer))
 }
 
 /// What an update changed beyond its fields.
@@ -242,23 +366,26 @@ pub struct Toggled {
 /// changing the ordering re-marks its unfinished deliveries.
 pub fn update(
     conn: &mut Conn,
+    sealer: &Sealer,
     app_id: &str,
     id: &str,
     changes: &EndpointChanges,
     now: i64,
 ) -> Result<(Endpoint, Toggled), StoreError> {
     use super::deliveries::{self, HoldKind};
-    let before = get(conn, app_id, id)?;
+    let before = get(conn, sealer, app_id, id)?;
     let target = endpoints::table
         .filter(endpoints::id.eq(id))
         .filter(endpoints::app_id.eq(app_id))
         .filter(endpoints::deleted_at.is_null());
-    let n = diesel::update(target).set(changes).execute(conn)?;
+    let n = diesel::update(target)
+        .set(&changes.sealed(sealer, id))
+        .execute(conn)?;
     if n == 0 {
         return Err(StoreError::not_found("endpoint", id));
     }
     let mut toggled = Toggled::default();
-    let after = get(conn, app_id, id)?;
+    let after = get(conn, sealer, app_id, id)?;
     if before.enabled && !after.enabled {
         let reason = after.disabled_reason.as_deref().unwrap_or("disabled");
         deliveries::hold_for_endpoint(conn, id, &format!("endpoint disabled: {reason}"))?;
@@ -272,7 +399,7 @@ pub fn update(
     if before.ordered != after.ordered {
         deliveries::set_ordered(conn, id, after.ordered)?;
     }
-    Ok((get(conn, app_id, id)?, toggled))
+    Ok((get(conn, sealer, app_id, id)?, toggled))
 }
 
 /// Disables an endpoint with a reason (a plugin's or the engine's verdict)
@@ -335,4 +462,82 @@ pub fn soft_delete(conn: &mut Conn, app_id: &str, id: &str, now: i64) -> Result<
     }
     super::deliveries::fail_for_deleted_endpoint(conn, id, now)?;
     Ok(())
+}
+
+/// What [`reseal_all`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Resealed {
+    /// Endpoints (deleted ones included) in the store.
+    pub endpoints: usize,
+    /// Of those, the ones whose credentials were rewritten.
+    pub rewritten: usize,
+    /// Of those, the ones that had a credential in the clear and now have
+    /// none (encryption was turned on).
+    pub sealed_from_plain: usize,
+}
+
+/// Checks that every endpoint's credentials open, and rewrites those not
+/// stored the way `sealer` writes them: sealing plain ones when a key is
+/// set, moving ones sealed with a previous key to the current one, opening
+/// sealed ones when encryption is turned off. Stops at the first value
+/// that does not open (a missing key, an altered value), naming it; the
+/// caller's transaction then leaves everything as it was.
+pub fn reseal_all(conn: &mut Conn, sealer: &Sealer) -> Result<Resealed, StoreError> {
+    let rows: Vec<Endpoint> = endpoints::table
+        .select(Endpoint::as_select())
+        .order(endpoints::id)
+        .load(conn)?;
+    let mut done = Resealed {
+        endpoints: rows.len(),
+        ..Resealed::default()
+    };
+    for row in rows {
+        if !row.needs_reseal(sealer) {
+            row.opened(sealer)?;
+            continue;
+        }
+        let had_plain = [&row.url, &row.secret, &row.plugin_config]
+            .into_iter()
+            .chain(&row.previous_secret)
+            .any(|stored| super::sealed::stored_key_id(stored).is_none());
+        if had_plain && sealer.current_key_id().is_some() {
+            done.sealed_from_plain += 1;
+        }
+        let row = row.opened(sealer)?.sealed(sealer);
+        diesel::update(endpoints::table.find(&row.id))
+            .set((
+                endpoints::url.eq(&row.url),
+                endpoints::secret.eq(&row.secret),
+                endpoints::plugin_config.eq(&row.plugin_config),
+                endpoints::previous_secret.eq(&row.previous_secret),
+            ))
+            .execute(conn)?;
+        done.rewritten += 1;
+    }
+    Ok(done)
+}
+
+/// How the stored credentials are kept: values per key id (`None`: plain).
+pub fn sealing_census(
+    conn: &mut Conn,
+) -> Result<std::collections::BTreeMap<Option<String>, usize>, StoreError> {
+    let rows: Vec<(String, String, String, Option<String>)> = endpoints::table
+        .select((
+            endpoints::url,
+            endpoints::secret,
+            endpoints::plugin_config,
+            endpoints::previous_secret,
+        ))
+        .load(conn)?;
+    let mut census = std::collections::BTreeMap::new();
+    for (url, secret, config, previous) in &rows {
+        for stored in [Some(url), Some(secret), Some(config), previous.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let key = super::sealed::stored_key_id(stored).map(str::to_string);
+            *census.entry(key).or_insert(0) += 1;
+        }
+    }
+    Ok(census)
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::deliveries::{Claimed, DeliveryStatus, NewDelivery};
 use super::schema::{deliveries, events};
+use super::sealed::Sealer;
 use super::{Conn, StoreError, apps, endpoints};
 use crate::filter::TypeFilter;
 use crate::id::new_id;
@@ -86,13 +87,14 @@ pub struct Ingested {
 /// whose filters match. Idempotent on (app, source, CloudEvents id).
 pub fn ingest(
     conn: &mut Conn,
+    sealer: &Sealer,
     app_id: &str,
     batch: Vec<NewEvent>,
     now: i64,
     lease: Option<&LeaseToSelf>,
 ) -> Result<Ingested, StoreError> {
     apps::get(conn, app_id)?;
-    let targets = targets(conn, app_id)?;
+    let targets = targets(conn, sealer, app_id)?;
     let mut out = Ingested::default();
     let mut rows = Vec::new();
     for event in batch {
@@ -145,12 +147,13 @@ pub fn ingest(
 /// now (new deliveries, new webhook ids). Returns how many were created.
 pub fn replay(
     conn: &mut Conn,
+    sealer: &Sealer,
     app_id: &str,
     event_id: &str,
     now: i64,
 ) -> Result<usize, StoreError> {
     let row = get(conn, Some(app_id), event_id)?;
-    let targets = targets(conn, app_id)?;
+    let targets = targets(conn, sealer, app_id)?;
     let mut out = Ingested::default();
     let mut rows = Vec::new();
     let n = fan_out(&row, &targets, now, None, &mut out, &mut rows);
@@ -161,8 +164,8 @@ pub fn replay(
 type Target = (Arc<endpoints::Endpoint>, TypeFilter);
 
 /// The app's receiving endpoints with their parsed filters.
-fn targets(conn: &mut Conn, app_id: &str) -> Result<Vec<Target>, StoreError> {
-    Ok(endpoints::receiving(conn, app_id)?
+fn targets(conn: &mut Conn, sealer: &Sealer, app_id: &str) -> Result<Vec<Target>, StoreError> {
+    Ok(endpoints::receiving(conn, sealer, app_id)?
         .into_iter()
         .filter_map(|endpoint| match TypeFilter::from_json(&endpoint.filter_types) {
             Ok(f) => Some((Arc::new(endpoint), f)),

@@ -3,6 +3,7 @@
 //! binary made of modules, so it links once.
 
 mod api_errors;
+mod at_rest;
 mod auth;
 mod crash;
 mod delivery;
