@@ -83,6 +83,15 @@ impl Config {
         );
         ensure!(args.max_body_kib >= 1, "--max-body-kib must be at least 1");
         ensure!(
+            args.max_data_kib >= 1 && args.max_data_kib <= args.max_body_kib,
+            "--max-data-kib must be 1 to --max-body-kib ({})",
+            args.max_body_kib
+        );
+        ensure!(
+            (1..=100_000).contains(&args.max_batch),
+            "--max-batch must be 1 to 100000"
+        );
+        ensure!(
             !args.insecure_no_auth || args.listen.ip().is_loopback(),
             "--insecure-no-auth is refused with --listen {}: without API keys the API may only listen on a loopback address",
             args.listen
@@ -167,7 +176,10 @@ impl Config {
                 ..Limits::default()
             },
             network: std::sync::Arc::new(network),
-            event_limits: EventLimits::default(),
+            event_limits: EventLimits {
+                max_batch: args.max_batch,
+                max_data_bytes: args.max_data_kib << 10,
+            },
             max_body_bytes: args.max_body_kib << 10,
             secret_rotation_overlap: args.secret_rotation_overlap,
         })

@@ -20,11 +20,16 @@ pub struct Event {
     pub time: String,
     /// The app (tenant) the event belongs to.
     pub app_id: String,
-    /// `data` as JSON text (an object, or `null`). Use [`Event::data`] to read it.
+    /// `data` as JSON text, exactly as the producer sent it (any JSON value),
+    /// or `null` when there is none or it is not JSON. Use [`Event::data`]
+    /// to read it parsed, [`Event::binary_data`] for data that is not JSON.
     pub data_json: String,
-    /// Extension attributes as JSON object text.
+    /// The other attributes as JSON object text: `datacontenttype`,
+    /// `dataschema`, `data_base64` (data that is not JSON, base64) and the
+    /// extension attributes. Use [`Event::attributes`] to read it.
     pub extensions_json: String,
     pub(crate) data: OnceCell<Value>,
+    pub(crate) attributes: OnceCell<Map<String, Value>>,
 }
 
 impl Event {
@@ -46,6 +51,7 @@ impl Event {
             data_json: data_json.into(),
             extensions_json: "{}".into(),
             data: OnceCell::new(),
+            attributes: OnceCell::new(),
         }
     }
 
@@ -55,9 +61,10 @@ impl Event {
         self
     }
 
-    /// Sets the extension attributes (JSON object text).
+    /// Sets the other attributes and extensions (JSON object text).
     pub fn with_extensions(mut self, extensions_json: impl Into<String>) -> Self {
         self.extensions_json = extensions_json.into();
+        self.attributes = OnceCell::new();
         self
     }
 
@@ -71,6 +78,33 @@ impl Event {
     pub fn data(&self) -> &Value {
         self.data
             .get_or_init(|| serde_json::from_str(&self.data_json).unwrap_or(Value::Null))
+    }
+
+    /// The optional attributes and the extensions, parsed once
+    /// (`traceparent`, `datacontenttype`, `data_base64`, …).
+    pub fn attributes(&self) -> &Map<String, Value> {
+        self.attributes
+            .get_or_init(|| match serde_json::from_str(&self.extensions_json) {
+                Ok(Value::Object(map)) => map,
+                _ => Map::new(),
+            })
+    }
+
+    /// The `datacontenttype` the producer gave (in binary mode, its
+    /// `Content-Type`), e.g. `application/json` or `image/png`.
+    pub fn content_type(&self) -> Option<&str> {
+        self.attributes().get("datacontenttype")?.as_str()
+    }
+
+    /// The bytes of data that is not JSON (sent in binary mode with another
+    /// content type, or as `data_base64`); `None` when the data is JSON or
+    /// there is none.
+    pub fn binary_data(&self) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let encoded = self.attributes().get("data_base64")?.as_str()?;
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
     }
 }
 

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// A referenced resource does not exist (404).
     #[error("{0}")]
     NotFound(String),
+    /// The body's media type is not one this route takes (415).
+    #[error("{0}")]
+    UnsupportedMediaType(FieldError),
     /// The body is larger than allowed (413).
     #[error("{0}")]
     TooLarge(String),
@@ -74,6 +77,8 @@ impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> ApiError {
         if e.field == "body" {
             ApiError::BadRequest(e.to_string())
+        } else if e.field == "content-type" {
+            ApiError::UnsupportedMediaType(e)
         } else {
             ApiError::Invalid(e)
         }
@@ -95,6 +100,11 @@ impl IntoResponse for ApiError {
                 Some(e.field.clone()),
             ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            ApiError::UnsupportedMediaType(e) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                Some(e.field.clone()),
+            ),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),

@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,7 @@ async fn ingest(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<AppQuery>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // An app key emits into its own app (another app's id answers 404).
@@ -43,8 +44,15 @@ async fn ingest(
         .ok_or_else(|| {
             ApiError::invalid("app_id", "is required: POST /v1/events?app_id=<app id>")
         })?;
-    let body = read_body(body)?;
-    let batch = cloudevent::parse_body(&body, &state.event_limits)?;
+    let mode = cloudevent::mode(&headers)?;
+    let body = read_body(body).map_err(|e| match e {
+        ApiError::TooLarge(_) => ApiError::TooLarge(format!(
+            "body: larger than the limit of {} bytes (--max-body-kib)",
+            state.max_body_bytes
+        )),
+        other => other,
+    })?;
+    let batch = cloudevent::parse(mode, &headers, &body, &state.event_limits)?;
     let lookup = app_id.clone();
     // Store and hand over in a task of its own: if the client goes away after
     // the commit, the handoff still happens (dropping this handler's future
@@ -97,7 +105,10 @@ struct EventOut {
     ty: String,
     subject: Option<String>,
     time: String,
-    data: Value,
+    /// Exactly as the producer sent it.
+    data: Box<serde_json::value::RawValue>,
+    /// The optional attributes (`datacontenttype`, `dataschema`,
+    /// `data_base64` for data that is not JSON) and the extensions.
     extensions: Value,
     received_at: String,
 }
@@ -121,7 +132,8 @@ async fn fetch(
         ty: e.event_type,
         subject: e.subject,
         time: e.time,
-        data: serde_json::from_str(&e.data).unwrap_or(Value::Null),
+        data: serde_json::value::RawValue::from_string(e.data)
+            .map_err(|e| ApiError::Internal(format!("stored event data is not JSON: {e}")))?,
         extensions: serde_json::from_str(&e.extensions).unwrap_or(Value::Null),
         received_at: rfc3339(e.received_at),
     }))

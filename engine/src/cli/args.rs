@@ -162,6 +162,12 @@ pub struct ServeArgs {
     /// Largest `POST /v1/events` body, in KiB.
     #[arg(long, env = "HOOKLINE_MAX_BODY_KIB", default_value_t = 8192)]
     pub max_body_kib: usize,
+    /// Largest `data` of one event, in KiB (JSON text as sent, or the bytes of binary data).
+    #[arg(long, env = "HOOKLINE_MAX_DATA_KIB", default_value_t = 512)]
+    pub max_data_kib: usize,
+    /// Most events in one batch request.
+    #[arg(long, env = "HOOKLINE_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
     /// How long the secret a rotation replaces stays valid; meanwhile every request carries both signatures.
     #[arg(long, env = "HOOKLINE_SECRET_ROTATION_OVERLAP", value_parser = humantime::parse_duration, default_value = "24h")]
     pub secret_rotation_overlap: Duration,

@@ -24,9 +24,12 @@ pub struct Event {
     pub event_type: String,
     pub subject: Option<String>,
     pub time: String,
-    /// JSON text: an object, or `null`.
+    /// The producer's JSON text exactly as sent (any JSON value), or `null`
+    /// when the event has no data or its data is not JSON.
     pub data: String,
-    /// JSON object text of the CloudEvents extension attributes.
+    /// JSON object text of the other attributes: `datacontenttype`,
+    /// `dataschema`, `data_base64` (data that is not JSON) and the
+    /// extension attributes.
     pub extensions: String,
     pub received_at: i64,
 }

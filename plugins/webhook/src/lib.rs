@@ -52,9 +52,13 @@ impl Plugin for Webhook {
                 attributes.entry(name).or_insert(value);
             }
         }
+        // JSON data goes in `data`, as sent; data that is not JSON is
+        // already among the attributes as `data_base64`.
         let has_data = !matches!(event.data_json.trim(), "" | "null");
         if has_data {
-            attributes.insert("datacontenttype".into(), "application/json".into());
+            attributes
+                .entry("datacontenttype")
+                .or_insert_with(|| "application/json".into());
         }
 
         // Serialise the attributes, then splice `data` in verbatim.

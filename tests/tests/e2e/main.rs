@@ -7,6 +7,7 @@ mod at_rest;
 mod auth;
 mod crash;
 mod delivery;
+mod events_in;
 mod hot_reload;
 mod lifecycle;
 mod other_languages;
