@@ -36,6 +36,7 @@ pub mod config;
 pub mod delivery;
 pub mod filter;
 pub mod id;
+pub mod payload_filter;
 pub mod plugins;
 pub mod server;
 pub mod store;

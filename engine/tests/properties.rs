@@ -1,5 +1,5 @@
 //! Property tests of what the engine takes from untrusted callers: event
-//! bodies, endpoint type filters and endpoint URLs. Each property runs 256
+//! bodies, endpoint type filters, payload filters and endpoint URLs. Each property runs 256
 //! generated cases in the normal test run; `PROPTEST_CASES=100000 cargo test
 //! -p hookline --test properties --release` runs a longer search (figures in
 //! docs/reliability.md).
@@ -7,6 +7,7 @@
 use hookline::cloudevent::{EventLimits, parse_body};
 use hookline::delivery::net_guard::NetworkPolicy;
 use hookline::filter::TypeFilter;
+use hookline::payload_filter::{Attributes, FilterInput, PayloadFilter};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -160,5 +161,138 @@ proptest! {
         };
         let url = url::Url::parse(&text).unwrap();
         prop_assert!(policy.check_url(&url).is_err(), "{} was accepted", text);
+    }
+}
+
+/// A payload filter over four data fields that are always there (`a` an
+/// int, `b` a string, `c` a bool, `l` a list of ints) and one that may not
+/// be (`m`), as text for the engine and as a tree for the reference below.
+#[derive(Debug, Clone)]
+enum Filter {
+    Compare(&'static str, i64),
+    StrEq(String),
+    StartsWith(String),
+    EndsWith(String),
+    Flag,
+    In(i64),
+    HasM,
+    And(Box<Filter>, Box<Filter>),
+    Or(Box<Filter>, Box<Filter>),
+    Not(Box<Filter>),
+}
+
+impl Filter {
+    fn text(&self) -> String {
+        match self {
+            Filter::Compare(op, n) => format!("data.a {op} {n}"),
+            Filter::StrEq(s) => format!("data.b == {s:?}"),
+            Filter::StartsWith(s) => format!("data.b.startsWith({s:?})"),
+            Filter::EndsWith(s) => format!("data.b.endsWith({s:?})"),
+            Filter::Flag => "data.c".into(),
+            Filter::In(n) => format!("{n} in data.l"),
+            Filter::HasM => "has(data.m)".into(),
+            Filter::And(x, y) => format!("({} && {})", x.text(), y.text()),
+            Filter::Or(x, y) => format!("({} || {})", x.text(), y.text()),
+            Filter::Not(x) => format!("!({})", x.text()),
+        }
+    }
+
+    /// What the filter means, written without CEL.
+    fn reference(&self, d: &Data) -> bool {
+        match self {
+            Filter::Compare(op, n) => match *op {
+                "==" => d.a == *n,
+                "!=" => d.a != *n,
+                "<" => d.a < *n,
+                "<=" => d.a <= *n,
+                ">" => d.a > *n,
+                _ => d.a >= *n,
+            },
+            Filter::StrEq(s) => d.b == *s,
+            Filter::StartsWith(s) => d.b.starts_with(s.as_str()),
+            Filter::EndsWith(s) => d.b.ends_with(s.as_str()),
+            Filter::Flag => d.c,
+            Filter::In(n) => d.l.contains(n),
+            Filter::HasM => d.m,
+            Filter::And(x, y) => x.reference(d) && y.reference(d),
+            Filter::Or(x, y) => x.reference(d) || y.reference(d),
+            Filter::Not(x) => !x.reference(d),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Data {
+    a: i64,
+    b: String,
+    c: bool,
+    l: Vec<i64>,
+    m: bool,
+}
+
+fn filter_tree() -> impl Strategy<Value = Filter> {
+    let leaf = prop_oneof![
+        (
+            prop::sample::select(vec!["==", "!=", "<", "<=", ">", ">="]),
+            -5i64..5
+        )
+            .prop_map(|(op, n)| Filter::Compare(op, n)),
+        "[a-c]{0,3}".prop_map(Filter::StrEq),
+        "[a-c]{0,2}".prop_map(Filter::StartsWith),
+        "[a-c]{0,2}".prop_map(Filter::EndsWith),
+        Just(Filter::Flag),
+        (-3i64..3).prop_map(Filter::In),
+        Just(Filter::HasM),
+    ];
+    leaf.prop_recursive(4, 24, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(x, y)| Filter::And(x.into(), y.into())),
+            (inner.clone(), inner.clone()).prop_map(|(x, y)| Filter::Or(x.into(), y.into())),
+            inner.prop_map(|x| Filter::Not(x.into())),
+        ]
+    })
+}
+
+fn data() -> impl Strategy<Value = Data> {
+    (
+        -5i64..5,
+        "[a-c]{0,3}",
+        any::<bool>(),
+        prop::collection::vec(-3i64..3, 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(a, b, c, l, m)| Data { a, b, c, l, m })
+}
+
+proptest! {
+    #[test]
+    fn payload_filters_agree_with_a_reference_evaluation(filter in filter_tree(), d in data()) {
+        let mut data = json!({ "a": d.a, "b": d.b, "c": d.c, "l": d.l });
+        if d.m {
+            data["m"] = json!(0);
+        }
+        let data = data.to_string();
+        let input = FilterInput::new(&Attributes {
+            id: "1",
+            source: "s",
+            event_type: "t",
+            subject: None,
+            time: "2026-12-01T00:00:00Z",
+            extensions: "{}",
+            data: &data,
+        });
+        let text = filter.text();
+        let compiled = PayloadFilter::compile(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+        prop_assert_eq!(compiled.matches(&input), filter.reference(&d), "{} on {}", text, data);
+    }
+
+    #[test]
+    fn any_filter_text_compiles_or_is_refused_with_a_reason(text in "[ -~]{0,40}") {
+        if let Err(why) = PayloadFilter::compile(&text) {
+            prop_assert!(
+                why.starts_with("line ") || why.starts_with("unknown variable") || why.starts_with("must not be empty"),
+                "{text:?}: {why}"
+            );
+        }
     }
 }

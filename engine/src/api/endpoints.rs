@@ -17,6 +17,7 @@ use crate::delivery::lanes::RateLimit;
 use crate::delivery::signing::SigningKey;
 use crate::filter::TypeFilter;
 use crate::id::{new_id, now_ms, rfc3339};
+use crate::payload_filter::PayloadFilter;
 use crate::plugins::{CallError, GuestError};
 use crate::store::apps;
 use crate::store::endpoints::{self, Endpoint, EndpointChanges};
@@ -50,6 +51,8 @@ struct CreateEndpoint {
     plugin_config: Option<Value>,
     #[serde(default)]
     filter_types: Vec<String>,
+    /// A CEL expression over `event` and `data` (see `payload_filter`).
+    filter: Option<String>,
     secret: Option<String>,
     /// The scheme of a generated secret: `hmac` (`v1`, the default) or
     /// `ed25519` (`v1a`). A given secret's prefix says it by itself.
@@ -84,6 +87,9 @@ struct UpdateEndpoint {
     plugin: Option<String>,
     plugin_config: Option<Value>,
     filter_types: Option<Vec<String>>,
+    /// Absent leaves it, `null` removes it, a string sets it.
+    #[serde(default, deserialize_with = "some")]
+    filter: Option<Option<String>>,
     secret: Option<String>,
     enabled: Option<bool>,
     #[serde(flatten)]
@@ -205,6 +211,8 @@ struct EndpointOut {
     plugin: String,
     plugin_config: Value,
     filter_types: Vec<String>,
+    /// The payload filter, `null` when there is none.
+    filter: Option<String>,
     enabled: bool,
     disabled_reason: Option<String>,
     /// The endpoint's own schedule in ms, or `null` for the engine's default.
@@ -248,6 +256,7 @@ impl From<Endpoint> for EndpointOut {
             plugin: e.plugin,
             plugin_config: serde_json::from_str(&e.plugin_config).unwrap_or(Value::Null),
             filter_types: serde_json::from_str(&e.filter_types).unwrap_or_default(),
+            filter: e.filter,
             enabled: e.enabled,
             disabled_reason: e.disabled_reason,
             retry_schedule: e
@@ -332,6 +341,14 @@ fn check_filters(filters: &[String]) -> Result<String, ApiError> {
     Ok(serde_json::to_string(filters).unwrap_or_else(|_| "[]".into()))
 }
 
+/// A payload filter that compiles and uses only `event` and `data`; the
+/// error says where it is wrong.
+fn check_payload_filter(filter: &str) -> Result<(), ApiError> {
+    PayloadFilter::compile(filter)
+        .map(|_| ())
+        .map_err(|m| ApiError::invalid("filter", m))
+}
+
 fn check_secret(secret: &str) -> Result<(), ApiError> {
     SigningKey::parse(secret)
         .map(|_| ())
@@ -404,6 +421,9 @@ async fn create(
         ));
     }
     let filter_types = check_filters(&input.filter_types)?;
+    if let Some(filter) = &input.filter {
+        check_payload_filter(filter)?;
+    }
     let secret = match input.secret {
         Some(s) => {
             check_secret(&s)?;
@@ -433,6 +453,7 @@ async fn create(
     endpoint.max_in_flight = policy.max_in_flight.flatten();
     endpoint.rate_limit = policy.rate_limit.flatten();
     endpoint.ordered = policy.ordered.unwrap_or(false);
+    endpoint.filter = input.filter;
     let row = endpoint.clone();
     let sealer = state.store.sealer();
     state
@@ -588,6 +609,12 @@ async fn update(
     }
     if let Some(f) = input.filter_types {
         changes.filter_types = Some(check_filters(&f)?);
+    }
+    if let Some(filter) = input.filter {
+        if let Some(text) = &filter {
+            check_payload_filter(text)?;
+        }
+        changes.filter = Some(filter);
     }
     if let Some(s) = input.secret {
         check_secret(&s)?;

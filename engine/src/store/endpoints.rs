@@ -43,6 +43,9 @@ pub struct Endpoint {
     /// `previous_secret_expires_at`: requests carry both signatures.
     pub previous_secret: Option<String>,
     pub previous_secret_expires_at: Option<i64>,
+    /// A CEL expression events must satisfy (`crate::payload_filter`);
+    /// `None` matches every event.
+    pub filter: Option<String>,
 }
 
 impl Endpoint {
@@ -174,6 +177,7 @@ impl Endpoint {
             health: Health::default(),
             previous_secret: None,
             previous_secret_expires_at: None,
+            filter: None,
         }
     }
 }
@@ -218,6 +222,7 @@ pub struct EndpointChanges {
     pub max_in_flight: Option<Option<i32>>,
     pub rate_limit: Option<Option<String>>,
     pub ordered: Option<bool>,
+    pub filter: Option<Option<String>>,
 }
 
 impl EndpointChanges {
@@ -239,6 +244,7 @@ impl EndpointChanges {
             max_in_flight: self.max_in_flight,
             rate_limit: self.rate_limit.clone(),
             ordered: self.ordered,
+            filter: self.filter.clone(),
         }
     }
 }

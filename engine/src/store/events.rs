@@ -12,6 +12,7 @@ use super::sealed::Sealer;
 use super::{Conn, StoreError, apps, endpoints};
 use crate::filter::TypeFilter;
 use crate::id::new_id;
+use crate::payload_filter::{Attributes, FilterInput, PayloadFilter};
 
 /// A stored event.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -164,19 +165,31 @@ pub fn replay(
     Ok(n)
 }
 
-type Target = (Arc<endpoints::Endpoint>, TypeFilter);
+/// An endpoint with its type filters, and its payload filter if it has one.
+type Target = (
+    Arc<endpoints::Endpoint>,
+    TypeFilter,
+    Option<Arc<PayloadFilter>>,
+);
 
 /// The app's receiving endpoints with their parsed filters.
 fn targets(conn: &mut Conn, sealer: &Sealer, app_id: &str) -> Result<Vec<Target>, StoreError> {
     Ok(endpoints::receiving(conn, sealer, app_id)?
         .into_iter()
-        .filter_map(|endpoint| match TypeFilter::from_json(&endpoint.filter_types) {
-            Ok(f) => Some((Arc::new(endpoint), f)),
-            Err(e) => {
-                // Filters are validated on write; a bad row is a bug, not the producer's fault.
-                tracing::error!(endpoint = %endpoint.id, error = %e, "stored filters do not parse; endpoint skipped");
-                None
-            }
+        .filter_map(|endpoint| {
+            // Filters are validated on write; a bad row is a bug, not the producer's fault.
+            let types = TypeFilter::from_json(&endpoint.filter_types)
+                .inspect_err(|e| tracing::error!(endpoint = %endpoint.id, error = %e, "stored type filters do not parse; endpoint skipped"))
+                .ok()?;
+            let payload = match endpoint.filter.as_deref() {
+                None => None,
+                Some(text) => Some(
+                    PayloadFilter::cached(text)
+                        .inspect_err(|e| tracing::error!(endpoint = %endpoint.id, error = %e, "stored payload filter does not compile; endpoint skipped"))
+                        .ok()?,
+                ),
+            };
+            Some((Arc::new(endpoint), types, payload))
         })
         .collect())
 }
@@ -193,9 +206,27 @@ fn fan_out(
 ) -> usize {
     let before = rows.len();
     let mut shared_row: Option<Arc<Event>> = None;
-    for (endpoint, filter) in targets {
-        if !filter.matches(&row.event_type) {
+    // Built at most once per event, for however many payload filters.
+    let mut input: Option<FilterInput> = None;
+    for (endpoint, types, payload) in targets {
+        if !types.matches(&row.event_type) {
             continue;
+        }
+        if let Some(payload) = payload {
+            let input = input.get_or_insert_with(|| {
+                FilterInput::new(&Attributes {
+                    id: &row.ce_id,
+                    source: &row.source,
+                    event_type: &row.event_type,
+                    subject: row.subject.as_deref(),
+                    time: &row.time,
+                    extensions: &row.extensions,
+                    data: &row.data,
+                })
+            });
+            if !payload.matches(input) {
+                continue;
+            }
         }
         let id = new_id("msg");
         // Ordered endpoints go through the claim (one at a time, in order),

@@ -38,6 +38,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         previous_secret -> Nullable<Text>,
         previous_secret_expires_at -> Nullable<BigInt>,
+        filter -> Nullable<Text>,
     }
 }
 

@@ -11,6 +11,7 @@ mod events_in;
 mod hot_reload;
 mod lifecycle;
 mod other_languages;
+mod payload_filters;
 mod plugins;
 mod reliability;
 mod rotation;
