@@ -43,6 +43,11 @@ pub struct AppState {
     pub secret_rotation_overlap: std::time::Duration,
     /// The API keys in force.
     pub keys: Arc<crate::auth::Keys>,
+    /// The dispatcher's HTTP client (SSRF guard included), for the
+    /// validation handshake when an endpoint is saved.
+    pub sender: crate::delivery::sender::Sender,
+    /// What the handshake sends as `WebHook-Request-Origin`.
+    pub webhook_origin: String,
 }
 
 pub fn router(state: AppState) -> Router {

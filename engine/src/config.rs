@@ -36,6 +36,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a rotated-out endpoint secret still signs.
     pub secret_rotation_overlap: std::time::Duration,
+    /// `WebHook-Request-Origin` of the validation handshake.
+    pub webhook_origin: String,
 }
 
 impl Config {
@@ -82,6 +84,16 @@ impl Config {
             4 * args.plugin_memory_mib
         );
         ensure!(args.max_body_kib >= 1, "--max-body-kib must be at least 1");
+        ensure!(
+            !args.webhook_origin.is_empty()
+                && args.webhook_origin.len() <= 253
+                && args
+                    .webhook_origin
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
+            "--webhook-origin must be a DNS name, got {:?}",
+            args.webhook_origin
+        );
         ensure!(
             args.max_data_kib >= 1 && args.max_data_kib <= args.max_body_kib,
             "--max-data-kib must be 1 to --max-body-kib ({})",
@@ -182,6 +194,7 @@ impl Config {
             },
             max_body_bytes: args.max_body_kib << 10,
             secret_rotation_overlap: args.secret_rotation_overlap,
+            webhook_origin: args.webhook_origin,
         })
     }
 }

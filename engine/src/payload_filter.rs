@@ -29,10 +29,12 @@
 //! per event, however many endpoints have filters.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use cel::objects::{Key, Map, Value};
-use cel::{Context, Program};
+use cel::{Context, Env, Program};
 
 /// Longest accepted expression.
 pub const MAX_LEN: usize = 4096;
@@ -111,12 +113,11 @@ impl PayloadFilter {
 
     /// Whether the event passes: the expression evaluates to `true`.
     pub fn matches(&self, input: &FilterInput) -> bool {
-        ROOT.with(|root| {
-            let mut scope = root.new_inner_scope();
-            scope.add_variable_from_value("event", input.event.clone());
-            scope.add_variable_from_value("data", input.data.clone());
-            matches!(self.program.execute(&scope), Ok(Value::Bool(true)))
-        })
+        // A context is an `Arc` of the shared environment and a reference to
+        // the event's values: nothing is copied per filter.
+        let mut context = Context::with_env(ENV.clone());
+        context.set_variable_resolver(input);
+        matches!(self.program.execute(&context), Ok(Value::Bool(true)))
     }
 }
 
@@ -197,16 +198,30 @@ fn free_variables(
     }
 }
 
-thread_local! {
-    /// The standard functions, set up once per thread rather than per event.
-    static ROOT: Context<'static, 'static> = Context::default();
+/// CEL's standard functions and macros, set up once.
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
+
+/// One event as filters see it: converted to CEL's values once, then
+/// lent to every filter that reads it.
+pub struct FilterInput {
+    event: Box<dyn Val>,
+    data: Box<dyn Val>,
 }
 
-/// One event as filters see it, built once and shared by every filter.
-#[derive(Debug, Clone)]
-pub struct FilterInput {
-    event: Value,
-    data: Value,
+impl VariableResolver for FilterInput {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        match variable {
+            "event" => Some(CowVal::Borrowed(self.event.as_ref())),
+            "data" => Some(CowVal::Borrowed(self.data.as_ref())),
+            _ => None,
+        }
+    }
+}
+
+/// A value as CEL evaluates it; JSON values always convert.
+fn val(value: Value) -> Box<dyn Val> {
+    let converted: Result<Box<dyn Val>, _> = value.try_into();
+    converted.unwrap_or_else(|_| Box::new(cel::common::types::CelNull))
 }
 
 /// The attributes of an event that filters read.
@@ -251,10 +266,10 @@ impl FilterInput {
             .map(from_json)
             .unwrap_or(Value::Null);
         FilterInput {
-            event: Value::Map(Map {
+            event: val(Value::Map(Map {
                 map: Arc::new(event),
-            }),
-            data,
+            })),
+            data: val(data),
         }
     }
 }
@@ -333,6 +348,8 @@ mod tests {
             (r#""b" in data.items"#, true),
             (r#"size(data.items) == 2"#, true),
             (r#"data.items.exists(i, i == "b")"#, true),
+            (r#"data.customer.tier.contains("ol")"#, true),
+            (r#"event.source.matches("^/shop/(eu|us)$")"#, true),
             (r#"data.items.all(i, i.size() == 1)"#, true),
             // A missing field or mixed kinds do not match; they never pass.
             (r#"data.missing == 1"#, false),

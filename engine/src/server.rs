@@ -176,10 +176,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let sender = Sender::new(&config.sender, config.network.clone())?;
     let dispatcher = Dispatcher::new(
         store.clone(),
         host.clone(),
-        Sender::new(&config.sender, config.network.clone())?,
+        sender.clone(),
         config.retry.clone(),
         config.health.clone(),
         config.dispatcher.clone(),
@@ -206,6 +207,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         network: config.network.clone(),
         max_body_bytes: config.max_body_bytes,
         secret_rotation_overlap: config.secret_rotation_overlap,
+        sender,
+        webhook_origin: config.webhook_origin.clone(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

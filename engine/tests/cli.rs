@@ -92,3 +92,32 @@ fn plugin_check_reports_a_refused_config_and_a_bad_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("junk.wasm"));
 }
+
+#[test]
+fn bench_runs_to_completion_with_several_filtered_endpoints() {
+    // A small run: every delivery of every endpoint must arrive once.
+    let out = hookline()
+        .args([
+            "bench",
+            "--events",
+            "200",
+            "--endpoints",
+            "3",
+            "--filter",
+            r#"data.bench_seq >= 0 && event.type.startsWith("bench.")"#,
+            "--durability",
+            "normal",
+            "--timeout",
+            "60s",
+        ])
+        .env("HOOKLINE_LOG", "error")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("received 600 of 600, duplicates 0"), "{text}");
+}

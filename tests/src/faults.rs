@@ -345,7 +345,7 @@ struct Request {
 }
 
 enum Incoming {
-    Request(Request),
+    Request(Box<Request>),
     /// The peer closed (or broke) the connection, possibly mid-request.
     Closed,
     /// Something this receiver will not handle: answer this status and close.
@@ -359,7 +359,7 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     let mut buf = Vec::new();
     loop {
         let request = match read_request(&mut stream, &mut buf).await {
-            Incoming::Request(request) => request,
+            Incoming::Request(request) => *request,
             Incoming::Closed => return,
             Incoming::Refused(status, why) => {
                 let mut answer = response_head(status, &[], Some(why.len() as u64), true);
@@ -436,8 +436,9 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Incoming {
     }
     let body = Bytes::copy_from_slice(&buf[head_len..body_end]);
     buf.drain(..body_end);
-    Incoming::Request(Request {
+    Incoming::Request(Box::new(Request {
         received: Received {
+            method: head.method.to_string(),
             path: head.uri.path().to_string(),
             query: head.uri.query().map(str::to_string),
             headers: head.headers,
@@ -446,7 +447,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Incoming {
         },
         head_only: head.method == "HEAD",
         close: head.close,
-    })
+    }))
 }
 
 /// Appends what the peer sends next to `buf`; false once it closed or broke

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: String,
     pub path: String,
     pub query: Option<String>,
     pub headers: HeaderMap,
@@ -143,6 +144,7 @@ async fn handle(State(shared): State<Shared>, request: Request) -> impl IntoResp
         .pop_front()
         .unwrap_or_else(|| shared.default.clone());
     let _ = shared.tx.send(Received {
+        method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
         headers: parts.headers,

@@ -53,6 +53,10 @@ struct CreateEndpoint {
     filter_types: Vec<String>,
     /// A CEL expression over `event` and `data` (see `payload_filter`).
     filter: Option<String>,
+    /// Run the CloudEvents validation handshake first; refuse the endpoint
+    /// if the receiver does not agree.
+    #[serde(default)]
+    handshake: bool,
     secret: Option<String>,
     /// The scheme of a generated secret: `hmac` (`v1`, the default) or
     /// `ed25519` (`v1a`). A given secret's prefix says it by itself.
@@ -90,6 +94,9 @@ struct UpdateEndpoint {
     /// Absent leaves it, `null` removes it, a string sets it.
     #[serde(default, deserialize_with = "some")]
     filter: Option<Option<String>>,
+    /// `true` runs the handshake again (also after a URL change while it is
+    /// on), `false` turns it off.
+    handshake: Option<bool>,
     secret: Option<String>,
     enabled: Option<bool>,
     #[serde(flatten)]
@@ -213,6 +220,8 @@ struct EndpointOut {
     filter_types: Vec<String>,
     /// The payload filter, `null` when there is none.
     filter: Option<String>,
+    /// The validation handshake, `null` when the endpoint did not opt in.
+    handshake: Option<HandshakeOut>,
     enabled: bool,
     disabled_reason: Option<String>,
     /// The endpoint's own schedule in ms, or `null` for the engine's default.
@@ -228,6 +237,14 @@ struct EndpointOut {
     secret: Option<String>,
     /// For an ed25519 secret: the `whpk_` public key receivers verify with.
     public_key: Option<String>,
+}
+
+/// When the receiver agreed to receive events, and at what rate.
+#[derive(Serialize)]
+struct HandshakeOut {
+    validated_at: String,
+    /// `WebHook-Allowed-Rate`, requests per minute; `null` for no limit.
+    allowed_rate: Option<i32>,
 }
 
 /// The circuit breaker and the current failure streak.
@@ -257,6 +274,10 @@ impl From<Endpoint> for EndpointOut {
             plugin_config: serde_json::from_str(&e.plugin_config).unwrap_or(Value::Null),
             filter_types: serde_json::from_str(&e.filter_types).unwrap_or_default(),
             filter: e.filter,
+            handshake: e.handshake_at.map(|at| HandshakeOut {
+                validated_at: rfc3339(at),
+                allowed_rate: e.handshake_rate,
+            }),
             enabled: e.enabled,
             disabled_reason: e.disabled_reason,
             retry_schedule: e
@@ -339,6 +360,19 @@ fn check_filters(filters: &[String]) -> Result<String, ApiError> {
         }
     })?;
     Ok(serde_json::to_string(filters).unwrap_or_else(|_| "[]".into()))
+}
+
+/// Runs the validation handshake against `url`; the receiver's refusal is a
+/// 422 on `url`. Returns the rate it allowed, per minute.
+async fn handshake(state: &AppState, url: &str) -> Result<Option<i32>, ApiError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| ApiError::invalid("url", format!("not a valid URL: {e}")))?;
+    let rate = state
+        .sender
+        .handshake(&parsed, &state.webhook_origin)
+        .await
+        .map_err(|why| ApiError::invalid("url", format!("validation handshake: {why}")))?;
+    Ok(rate.map(|r| r.min(i32::MAX as u32) as i32))
 }
 
 /// A payload filter that compiles and uses only `event` and `data`; the
@@ -454,6 +488,10 @@ async fn create(
     endpoint.rate_limit = policy.rate_limit.flatten();
     endpoint.ordered = policy.ordered.unwrap_or(false);
     endpoint.filter = input.filter;
+    if input.handshake {
+        endpoint.handshake_rate = handshake(&state, &endpoint.url).await?;
+        endpoint.handshake_at = Some(now_ms());
+    }
     let row = endpoint.clone();
     let sealer = state.store.sealer();
     state
@@ -594,9 +632,19 @@ async fn update(
         updated_at: Some(now_ms()),
         ..Default::default()
     };
-    if let Some(url) = input.url {
-        check_url(&state, &url).await?;
-        changes.url = Some(url);
+    if let Some(url) = &input.url {
+        check_url(&state, url).await?;
+        changes.url = Some(url.clone());
+    }
+    // The handshake runs when asked for, and again for a new URL while on.
+    let handshake_on = input.handshake.unwrap_or(current.handshake_at.is_some());
+    if handshake_on && (input.handshake == Some(true) || input.url.is_some()) {
+        let url = input.url.as_deref().unwrap_or(&current.url);
+        changes.handshake_rate = Some(handshake(&state, url).await?);
+        changes.handshake_at = Some(Some(now_ms()));
+    } else if input.handshake == Some(false) {
+        changes.handshake_at = Some(None);
+        changes.handshake_rate = Some(None);
     }
     if let Some(d) = input.description {
         if d.len() > MAX_DESCRIPTION {

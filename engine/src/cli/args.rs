@@ -162,6 +162,10 @@ pub struct ServeArgs {
     /// Largest `POST /v1/events` body, in KiB.
     #[arg(long, env = "HOOKLINE_MAX_BODY_KIB", default_value_t = 8192)]
     pub max_body_kib: usize,
+    /// The DNS name this engine gives as `WebHook-Request-Origin` in the
+    /// validation handshake of endpoints that opt in (`"handshake": true`).
+    #[arg(long, env = "HOOKLINE_WEBHOOK_ORIGIN", default_value = "hookline")]
+    pub webhook_origin: String,
     /// Largest `data` of one event, in KiB (JSON text as sent, or the bytes of binary data).
     #[arg(long, env = "HOOKLINE_MAX_DATA_KIB", default_value_t = 512)]
     pub max_data_kib: usize,
@@ -274,6 +278,13 @@ pub struct BenchArgs {
     /// Requests in flight to the benchmark's endpoint (its `max_in_flight`).
     #[arg(long, default_value_t = 1000)]
     pub endpoint_max_in_flight: u32,
+    /// Endpoints in the benchmark's app; every event goes to each of them.
+    #[arg(long, default_value_t = 1)]
+    pub endpoints: usize,
+    /// A payload filter (CEL) on every endpoint. To measure its cost, give
+    /// one that every bench event satisfies, so the same deliveries are made.
+    #[arg(long)]
+    pub filter: Option<String>,
     /// Commit durability of the engine under test.
     #[arg(long, value_enum, default_value = "full")]
     pub durability: Durability,

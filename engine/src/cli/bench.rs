@@ -2,8 +2,9 @@
 //!
 //! Starts the engine as a child process (this same binary, `serve`) on a
 //! fresh SQLite file, a receiver on 127.0.0.1 in this process, creates one
-//! endpoint, emits N events with bounded concurrency and waits until every
-//! one has been received. Prints deliveries/s end to end, emit→received
+//! endpoint (or `--endpoints N`, optionally with a payload `--filter`), emits
+//! N events with bounded concurrency and waits until every delivery has been
+//! received. Prints deliveries/s end to end, emit→received
 //! latency percentiles and the engine's peak RSS. Everything stays on
 //! loopback, and the run ends by itself (all received, or the timeout).
 
@@ -28,6 +29,9 @@ struct Received {
     latencies_us: Mutex<Vec<u64>>,
     seen: Mutex<Vec<u8>>,
     duplicates: AtomicUsize,
+    /// Events emitted.
+    events: usize,
+    /// Deliveries expected: events × endpoints.
     target: usize,
     all: Notify,
 }
@@ -36,6 +40,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.events >= 1 && args.batch >= 1 && args.concurrency >= 1,
         "--events, --batch and --concurrency must be at least 1"
+    );
+    anyhow::ensure!(
+        (1..=100).contains(&args.endpoints),
+        "--endpoints must be 1 to 100"
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -57,9 +65,10 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         start: Instant::now(),
         count: AtomicUsize::new(0),
         latencies_us: Mutex::new(Vec::with_capacity(args.events)),
-        seen: Mutex::new(vec![0; args.events]),
+        seen: Mutex::new(vec![0; args.events * args.endpoints]),
         duplicates: AtomicUsize::new(0),
-        target: args.events,
+        events: args.events,
+        target: args.events * args.endpoints,
         all: Notify::new(),
     });
     let receiver_url = start_receiver(received.clone()).await?;
@@ -83,8 +92,15 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     };
     let got = received.count.load(Ordering::Relaxed);
     println!(
-        "hookline bench: {} events of {} B data, batch {}, concurrency {}, plugin {}, durability {:?}",
-        args.events, args.data_bytes, args.batch, args.concurrency, args.plugin, args.durability
+        "hookline bench: {} events of {} B data, batch {}, concurrency {}, plugin {}, durability {:?}, {} endpoint(s), filter {}",
+        args.events,
+        args.data_bytes,
+        args.batch,
+        args.concurrency,
+        args.plugin,
+        args.durability,
+        args.endpoints,
+        args.filter.as_deref().unwrap_or("none")
     );
     println!(
         "  emitted in        {:>8.2} s  ({:.0} events/s accepted)",
@@ -111,7 +127,7 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     println!(
         "  received {} of {}, duplicates {}",
         got,
-        args.events,
+        received.target,
         received.duplicates.load(Ordering::Relaxed)
     );
     if let (Some(engine_cpu), Some(own_cpu)) = (engine_cpu, own_cpu) {
@@ -128,10 +144,10 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         Some(kib) => println!("  engine peak RSS   {:.1} MiB", kib as f64 / 1024.0),
         None => println!("  engine peak RSS   unknown (no /proc)"),
     }
-    if got < args.events {
+    if got < received.target {
         bail!(
-            "only {got} of {} events were received within {:?}",
-            args.events,
+            "only {got} of {} deliveries were received within {:?}",
+            received.target,
             args.timeout
         );
     }
@@ -167,24 +183,30 @@ async fn drive(
         .json()
         .await?;
     let app = app["id"].as_str().context("no app id")?.to_string();
-    let ep = http
-        .post(format!("{engine}/v1/apps/{app}/endpoints"))
-        // One endpoint that takes all the engine can send: the bench measures
+    for i in 0..args.endpoints {
+        // Endpoints that take all the engine can send: the bench measures
         // the engine, not the per-endpoint caps that protect other endpoints
         // (nor a chat platform's rate limit, when --plugin names one).
-        .json(&json!({
-            "url": format!("{receiver}/hook"),
+        let mut body = json!({
+            "url": format!("{receiver}/hook/{i}"),
             "plugin": args.plugin,
             "max_in_flight": args.endpoint_max_in_flight,
             "rate_limit": {"per_second": 0},
-        }))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        ep.status().is_success(),
-        "creating the endpoint failed: {}",
-        ep.text().await?
-    );
+        });
+        if let Some(filter) = &args.filter {
+            body["filter"] = json!(filter);
+        }
+        let ep = http
+            .post(format!("{engine}/v1/apps/{app}/endpoints"))
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            ep.status().is_success(),
+            "creating the endpoint failed: {}",
+            ep.text().await?
+        );
+    }
 
     let filler = "x".repeat(args.data_bytes.saturating_sub(120));
     let limit = Arc::new(Semaphore::new(args.concurrency));
@@ -227,7 +249,7 @@ async fn drive(
     }
     let emit_secs = started.elapsed().as_secs_f64();
     let wait = received.all.notified();
-    if received.count.load(Ordering::Relaxed) < args.events {
+    if received.count.load(Ordering::Relaxed) < received.target {
         let _ = tokio::time::timeout(args.timeout, wait).await;
     }
     Ok(Stats {
@@ -238,7 +260,7 @@ async fn drive(
 
 async fn start_receiver(received: Arc<Received>) -> anyhow::Result<String> {
     let app = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
+        .route("/hook/{endpoint}", axum::routing::post(receive))
         .with_state(received);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -246,7 +268,11 @@ async fn start_receiver(received: Arc<Received>) -> anyhow::Result<String> {
     Ok(url)
 }
 
-async fn receive(State(r): State<Arc<Received>>, body: Bytes) -> StatusCode {
+async fn receive(
+    State(r): State<Arc<Received>>,
+    axum::extract::Path(endpoint): axum::extract::Path<usize>,
+    body: Bytes,
+) -> StatusCode {
     let now = r.start.elapsed().as_micros() as u64;
     let (Some(seq), Some(t)) = (
         number_after(&body, b"\"bench_seq\":"),
@@ -260,9 +286,11 @@ async fn receive(State(r): State<Arc<Received>>, body: Bytes) -> StatusCode {
         return StatusCode::NO_CONTENT;
     };
     {
+        // One slot per (endpoint, event).
+        let slot = endpoint * r.events + seq as usize;
         let mut seen = r.seen.lock().unwrap();
-        match seen.get_mut(seq as usize) {
-            Some(0) => seen[seq as usize] = 1,
+        match seen.get_mut(slot) {
+            Some(0) => seen[slot] = 1,
             Some(_) => {
                 r.duplicates.fetch_add(1, Ordering::Relaxed);
                 return StatusCode::NO_CONTENT;

@@ -380,10 +380,25 @@ impl Loop {
         let rate = match &endpoint.rate_limit {
             Some(text) => serde_json::from_str::<RateLimit>(text).ok(),
             None => RateLimit::platform_default(&endpoint.plugin),
+        }
+        .filter(|r| r.per_second > 0.0);
+        // A receiver that agreed to a rate in the validation handshake
+        // (WebHook-Allowed-Rate, per minute) gets no more than that.
+        let allowed = endpoint
+            .handshake_rate
+            .filter(|n| *n > 0)
+            .map(|per_minute| RateLimit {
+                per_second: f64::from(per_minute) / 60.0,
+                burst: 1,
+            });
+        let rate = match (rate, allowed) {
+            (Some(own), Some(allowed)) if own.per_second <= allowed.per_second => Some(own),
+            (_, Some(allowed)) => Some(allowed),
+            (own, None) => own,
         };
         LaneLimits {
             max_in_flight,
-            rate: rate.filter(|r| r.per_second > 0.0),
+            rate,
         }
     }
 

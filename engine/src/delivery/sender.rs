@@ -75,6 +75,62 @@ impl Sender {
         Ok(Sender { client, network })
     }
 
+    /// The CloudEvents Web Hook abuse-protection handshake: an `OPTIONS`
+    /// request with `WebHook-Request-Origin`, which the receiver must answer
+    /// with a 2xx and `WebHook-Allowed-Origin` naming `origin` (or `*`).
+    /// Returns the rate it allows (`WebHook-Allowed-Rate`, requests per
+    /// minute; `None` for no limit), or why it did not agree.
+    pub async fn handshake(&self, url: &url::Url, origin: &str) -> Result<Option<u32>, String> {
+        self.network
+            .check_url(url)
+            .map_err(|why| format!("refused by the network policy: {why}"))?;
+        let response = self
+            .client
+            .request(reqwest::Method::OPTIONS, url.clone())
+            .header("webhook-request-origin", origin)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "the validation request got no answer: {}",
+                    describe(&e.without_url())
+                )
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!(
+                "the receiver answered the validation request (OPTIONS) with {status}"
+            ));
+        }
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        match header("webhook-allowed-origin") {
+            Some(allowed) if allowed == "*" || allowed.eq_ignore_ascii_case(origin) => {}
+            Some(other) => {
+                return Err(format!(
+                    "the receiver allows origin {other:?}, not {origin:?} (WebHook-Allowed-Origin)"
+                ));
+            }
+            None => {
+                return Err(
+                    "the receiver's answer has no WebHook-Allowed-Origin: it did not agree to receive events"
+                        .into(),
+                );
+            }
+        }
+        match header("webhook-allowed-rate") {
+            None | Some("*") => Ok(None),
+            Some(rate) => rate.parse::<u32>().map(Some).map_err(|_| {
+                format!("WebHook-Allowed-Rate {rate:?} is not a number of requests per minute or *")
+            }),
+        }
+    }
+
     pub async fn send(&self, out: Outgoing) -> SendResult {
         // IP literals never reach the resolver: check them here. Names are
         // checked on what they resolve to, at connect time.

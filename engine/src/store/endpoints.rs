@@ -46,6 +46,11 @@ pub struct Endpoint {
     /// A CEL expression events must satisfy (`crate::payload_filter`);
     /// `None` matches every event.
     pub filter: Option<String>,
+    /// When the CloudEvents validation handshake last succeeded for this
+    /// URL; `None` when the endpoint did not opt in.
+    pub handshake_at: Option<i64>,
+    /// The rate the receiver allowed in the handshake, per minute.
+    pub handshake_rate: Option<i32>,
 }
 
 impl Endpoint {
@@ -178,6 +183,8 @@ impl Endpoint {
             previous_secret: None,
             previous_secret_expires_at: None,
             filter: None,
+            handshake_at: None,
+            handshake_rate: None,
         }
     }
 }
@@ -223,6 +230,8 @@ pub struct EndpointChanges {
     pub rate_limit: Option<Option<String>>,
     pub ordered: Option<bool>,
     pub filter: Option<Option<String>>,
+    pub handshake_at: Option<Option<i64>>,
+    pub handshake_rate: Option<Option<i32>>,
 }
 
 impl EndpointChanges {
@@ -245,6 +254,8 @@ impl EndpointChanges {
             rate_limit: self.rate_limit.clone(),
             ordered: self.ordered,
             filter: self.filter.clone(),
+            handshake_at: self.handshake_at,
+            handshake_rate: self.handshake_rate,
         }
     }
 }

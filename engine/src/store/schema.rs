@@ -39,6 +39,8 @@ diesel::table! {
         previous_secret -> Nullable<Text>,
         previous_secret_expires_at -> Nullable<BigInt>,
         filter -> Nullable<Text>,
+        handshake_at -> Nullable<BigInt>,
+        handshake_rate -> Nullable<Integer>,
     }
 }
 

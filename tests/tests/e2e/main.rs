@@ -8,6 +8,7 @@ mod auth;
 mod crash;
 mod delivery;
 mod events_in;
+mod handshake;
 mod hot_reload;
 mod lifecycle;
 mod other_languages;
