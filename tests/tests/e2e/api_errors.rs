@@ -35,14 +35,14 @@ async fn bad_events_are_refused_before_anything_is_stored() {
             "is required",
         ),
         (
-            json!({ "id": "1", "source": "s", "type": "t", "data": [1, 2] }),
-            "data",
-            "must be a JSON object",
+            json!({ "id": "1", "source": "s", "type": "t", "data_base64": "not base64!" }),
+            "data_base64",
+            "not valid base64",
         ),
         (
-            json!({ "id": "1", "source": "s", "type": "t", "data": "text" }),
-            "data",
-            "must be a JSON object",
+            json!({ "id": "1", "source": "s", "type": "t", "data": {}, "data_base64": "AA==" }),
+            "data_base64",
+            "not both",
         ),
         (json!({ "source": "s", "type": "t" }), "id", "is required"),
         (
