@@ -8,7 +8,12 @@
 //!
 //! Keys are kept in memory (loaded at start, changed through the API), so
 //! checking one costs no database round trip; `last_used_at` is written at
-//! most once a minute per key, off the request path.
+//! most once a minute per key, off the request path. Several processes on
+//! one database each keep their copy: a key unknown to this process is
+//! looked up in the store before it is refused (so a key another process
+//! just created works at once), and every copy is reloaded every
+//! [`REFRESH_EVERY`] (so a revocation through another process takes effect
+//! within that time).
 //!
 //! Scopes: an admin key may do everything; an app key may emit events to,
 //! and read and manage, its own app only. Anything of another app answers
@@ -37,6 +42,9 @@ pub const KEY_PREFIX: &str = "hlk_";
 const ID_LEN: usize = 16;
 /// `last_used_at` is written at most this often per key.
 const TOUCH_EVERY_MS: i64 = 60_000;
+/// How often a process reloads the keys from the store (PostgreSQL only:
+/// on SQLite this process is the only one changing them).
+pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +216,35 @@ impl Keys {
             );
     }
 
+    /// Replaces every key with the store's (another process may have added
+    /// or revoked some).
+    pub fn refresh(&self, rows: Vec<ApiKey>) {
+        let fresh = Keys::new(rows, self.insecure);
+        let fresh = fresh
+            .entries
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        *entries = fresh
+            .into_iter()
+            .map(|(id, entry)| {
+                // Keep the last use this process saw, so touches stay rare.
+                if let Some(old) = entries.get(&id) {
+                    let seen = old.last_touch.load(Ordering::Relaxed);
+                    entry.last_touch.fetch_max(seen, Ordering::Relaxed);
+                }
+                (id, entry)
+            })
+            .collect();
+    }
+
+    /// Whether the id part of `key` names no key this process knows.
+    fn unknown(&self, key: &str) -> Option<String> {
+        let id = key_id(key)?;
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        (!entries.contains_key(id)).then(|| id.to_string())
+    }
+
     /// Who holds `key`; `None` for a key that is malformed, unknown or
     /// revoked. Also says whether its `last_used_at` is due to be written.
     fn check(&self, key: &str, now: i64) -> Option<(String, Caller, bool)> {
@@ -253,6 +290,14 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
             .into_response();
     };
     let now = crate::id::now_ms();
+    if state.store.backend() == crate::store::Backend::Postgres
+        && let Some(id) = state.keys.unknown(presented)
+    {
+        // Perhaps another process on the same database created it.
+        if let Ok(Some(row)) = state.store.read(move |c| api_keys::find(c, &id)).await {
+            state.keys.add(&row);
+        }
+    }
     let Some((id, caller, touch)) = state.keys.check(presented, now) else {
         return ApiError::Unauthorized("the API key is not valid, or was revoked".into())
             .into_response();
@@ -289,13 +334,15 @@ pub const ADMIN_KEY_FILE: &str = "admin.key";
 /// `<data-dir>/admin.key` (mode 0600) and prints it once. Returns every key.
 pub async fn bootstrap(store: &Store, data_dir: &Path, insecure: bool) -> anyhow::Result<Keys> {
     let count = store.read(api_keys::count).await?;
-    if count == 0 && !insecure {
-        let new = generate("initial admin key", None, crate::id::now_ms());
-        let row = new.row.clone();
-        store
-            .write(move |c| api_keys::insert(c, &row))
+    let new = generate("initial admin key", None, crate::id::now_ms());
+    let row = new.row.clone();
+    let created = count == 0
+        && !insecure
+        && store
+            .write(move |c| api_keys::insert_first(c, &row))
             .await
             .map_err(|e: StoreError| anyhow::anyhow!("failed to store the admin key: {e}"))?;
+    if created {
         let path = data_dir.join(ADMIN_KEY_FILE);
         write_private(&path, &format!("{}\n", new.key))?;
         println!(

@@ -1,8 +1,9 @@
 //! The `hookline` command line: `serve`, `plugin new|test|bench`, `bench`,
-//! `secret-key new|status`.
+//! `secret-key new|status`, `migrate`.
 
 pub mod args;
 mod bench;
+mod migrate;
 
 mod plugin;
 mod plugin_bench;
@@ -28,6 +29,7 @@ pub fn main() -> ExitCode {
         args::Command::SecretKey(args::SecretKeyCommand::Status(status)) => {
             secret_key::status(status)
         }
+        args::Command::Migrate(migrate) => migrate::run(migrate),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

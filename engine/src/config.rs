@@ -13,8 +13,8 @@ use crate::delivery::retention::Retention;
 use crate::delivery::sender::SenderOptions;
 use crate::delivery::{DispatcherOptions, HealthPolicy, RetryPolicy, RetrySchedule};
 use crate::plugins::Limits;
-use crate::store::StoreOptions;
 use crate::store::sealed::Sealer;
+use crate::store::{DatabaseUrl, StoreOptions};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -22,7 +22,7 @@ pub struct Config {
     /// `--insecure-no-auth`: no API keys (loopback only).
     pub insecure_no_auth: bool,
     pub data_dir: PathBuf,
-    pub database: PathBuf,
+    pub database: DatabaseUrl,
     pub plugins_dir: PathBuf,
     pub store: StoreOptions,
     pub retry: RetryPolicy,
@@ -108,9 +108,11 @@ impl Config {
             "--insecure-no-auth is refused with --listen {}: without API keys the API may only listen on a loopback address",
             args.listen
         );
-        let database = args
-            .database
-            .unwrap_or_else(|| args.data_dir.join("hookline.db"));
+        ensure!(
+            (1..=256).contains(&args.database_pool),
+            "--database-pool must be 1 to 256"
+        );
+        let database = args.database.resolve(&args.data_dir);
         let plugins_dir = args
             .plugins_dir
             .unwrap_or_else(|| args.data_dir.join("plugins"));
@@ -160,8 +162,9 @@ impl Config {
             plugins_dir,
             store: StoreOptions {
                 durability: args.durability,
-                readers: 4,
+                readers: args.database_pool,
                 sealer: std::sync::Arc::new(Sealer::from_env()?),
+                migrate: !args.no_migrate,
             },
             retry: RetryPolicy {
                 schedule,

@@ -31,10 +31,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     })?;
 
     let store = {
-        let (path, options) = (config.database.clone(), config.store.clone());
-        tokio::task::spawn_blocking(move || Store::open_sqlite(&path, &options)).await??
+        let (url, options) = (config.database.clone(), config.store.clone());
+        tokio::task::spawn_blocking(move || Store::open(&url, &options)).await??
     };
-    tracing::info!(database = %config.database.display(), "store ready");
+    tracing::info!(database = %config.database, "store ready");
     // The app operational events are emitted into.
     store
         .write(|c| {
@@ -57,6 +57,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.dispatcher.lease,
         config.dispatcher.max_in_flight * 4,
     );
+    // Work other processes on the same PostgreSQL database announce wakes
+    // this one's dispatcher (nothing to do on SQLite).
+    {
+        let handoff = handoff.clone();
+        store.listen_for_work(Arc::new(move || handoff.wake.notify_one()));
+    }
 
     let started = std::time::Instant::now();
     let host = PluginHost::new(
@@ -194,12 +200,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     ));
 
-    let keys = crate::auth::bootstrap(&store, &config.data_dir, config.insecure_no_auth).await?;
+    let keys =
+        Arc::new(crate::auth::bootstrap(&store, &config.data_dir, config.insecure_no_auth).await?);
+    if store.backend() == crate::store::Backend::Postgres {
+        // Other processes on the database create and revoke keys too.
+        let (store, keys) = (store.clone(), keys.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::auth::REFRESH_EVERY);
+            loop {
+                tick.tick().await;
+                match store.read(crate::store::api_keys::all).await {
+                    Ok(rows) => keys.refresh(rows),
+                    Err(e) => tracing::debug!(error = %e, "could not reload API keys"),
+                }
+            }
+        });
+    }
     if config.insecure_no_auth {
         tracing::warn!("--insecure-no-auth: the API takes requests without a key (loopback only)");
     }
     let state = AppState {
-        keys: Arc::new(keys),
+        keys,
         store: store.clone(),
         host,
         handoff,

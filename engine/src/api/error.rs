@@ -68,6 +68,11 @@ impl From<StoreError> for ApiError {
                 "the engine cannot keep up ({m}); nothing was stored, try again shortly"
             )),
             StoreError::Conflict(m) => ApiError::Conflict(m),
+            // A deadlock or conflict between processes, broken by failing
+            // this request's transaction: nothing was stored, try again.
+            other if other.is_transient() => ApiError::Unavailable(format!(
+                "the store could not complete this now ({other}); nothing was stored, try again shortly"
+            )),
             other => ApiError::Internal(other.to_string()),
         }
     }

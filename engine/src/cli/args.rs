@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::store::Durability;
+use crate::store::{DatabaseUrl, Durability};
 
 /// The port `hookline serve` listens on unless told otherwise ("HOOK" on a phone keypad).
 pub const DEFAULT_PORT: u16 = 4665;
@@ -35,6 +35,36 @@ pub enum Command {
     /// Keys that encrypt endpoint credentials at rest (`HOOKLINE_SECRET_KEY`).
     #[command(subcommand)]
     SecretKey(SecretKeyCommand),
+    /// Apply the store's pending migrations and exit (`serve` applies them
+    /// at start-up unless given --no-migrate).
+    Migrate(MigrateArgs),
+}
+
+/// The store's database: a SQLite file (the default) or a PostgreSQL server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// The store: a SQLite file path, `sqlite://<path>`, or
+    /// `postgres://user:password@host/database` [default: <data-dir>/hookline.db].
+    #[arg(long = "database-url", alias = "database", env = "HOOKLINE_DATABASE_URL", value_parser = DatabaseUrl::parse)]
+    pub database_url: Option<DatabaseUrl>,
+}
+
+impl DatabaseArgs {
+    /// The URL given, or the SQLite file in the data directory.
+    pub fn resolve(&self, data_dir: &std::path::Path) -> DatabaseUrl {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| DatabaseUrl::in_data_dir(data_dir))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// The engine's data directory (where the default SQLite file is).
+    #[arg(long, env = "HOOKLINE_DATA_DIR", default_value = "hookline-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,9 +81,8 @@ pub struct SecretKeyStatusArgs {
     /// The engine's data directory.
     #[arg(long, env = "HOOKLINE_DATA_DIR", default_value = "hookline-data")]
     pub data_dir: PathBuf,
-    /// SQLite database file [default: <data-dir>/hookline.db].
-    #[arg(long, env = "HOOKLINE_DATABASE")]
-    pub database: Option<PathBuf>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,9 +97,16 @@ pub struct ServeArgs {
     /// Directory for the database and plugin files (created if missing).
     #[arg(long, env = "HOOKLINE_DATA_DIR", default_value = "hookline-data")]
     pub data_dir: PathBuf,
-    /// SQLite database file [default: <data-dir>/hookline.db].
-    #[arg(long, env = "HOOKLINE_DATABASE")]
-    pub database: Option<PathBuf>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Do not apply pending migrations at start-up; refuse to start while
+    /// there are some (for deployments that run `hookline migrate` first).
+    #[arg(long, env = "HOOKLINE_NO_MIGRATE")]
+    pub no_migrate: bool,
+    /// Read connections to the database (each process; the writer has one
+    /// more of its own).
+    #[arg(long, env = "HOOKLINE_DATABASE_POOL", default_value_t = 4)]
+    pub database_pool: u32,
     /// Directory of plugin `.wasm` files loaded at start-up [default: <data-dir>/plugins].
     #[arg(long, env = "HOOKLINE_PLUGINS_DIR")]
     pub plugins_dir: Option<PathBuf>,
@@ -288,6 +324,11 @@ pub struct BenchArgs {
     /// Commit durability of the engine under test.
     #[arg(long, value_enum, default_value = "full")]
     pub durability: Durability,
+    /// Run the engine on this database instead of a SQLite file in a
+    /// temporary directory: `postgres://…` measures PostgreSQL (use an empty
+    /// database; the bench leaves its rows there).
+    #[arg(long = "database-url", value_parser = DatabaseUrl::parse)]
+    pub database_url: Option<DatabaseUrl>,
     /// Give up after this long.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
     pub timeout: Duration,

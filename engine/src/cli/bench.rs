@@ -92,7 +92,7 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     };
     let got = received.count.load(Ordering::Relaxed);
     println!(
-        "hookline bench: {} events of {} B data, batch {}, concurrency {}, plugin {}, durability {:?}, {} endpoint(s), filter {}",
+        "hookline bench: {} events of {} B data, batch {}, concurrency {}, plugin {}, durability {:?}, {} endpoint(s), filter {}, database {}",
         args.events,
         args.data_bytes,
         args.batch,
@@ -100,7 +100,10 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         args.plugin,
         args.durability,
         args.endpoints,
-        args.filter.as_deref().unwrap_or("none")
+        args.filter.as_deref().unwrap_or("none"),
+        args.database_url
+            .as_ref()
+            .map_or_else(|| "a SQLite file".to_string(), ToString::to_string)
     );
     println!(
         "  emitted in        {:>8.2} s  ({:.0} events/s accepted)",
@@ -348,6 +351,11 @@ impl Engine {
             ])
             .arg("--data-dir")
             .arg(dir)
+            .args(
+                args.database_url
+                    .iter()
+                    .flat_map(|url| ["--database-url".to_string(), url.expose()]),
+            )
             .env(
                 "HOOKLINE_LOG",
                 std::env::var("HOOKLINE_LOG").unwrap_or_else(|_| "warn".into()),

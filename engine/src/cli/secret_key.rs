@@ -2,12 +2,10 @@
 //! credentials at rest (see `store::sealed` and docs/security.md).
 
 use anyhow::Context as _;
-use diesel::Connection as _;
-use diesel::connection::SimpleConnection as _;
 
 use super::args::SecretKeyStatusArgs;
 use crate::store::sealed::{self, KEY_VAR, PREVIOUS_VAR, Sealer};
-use crate::store::{Conn, endpoints};
+use crate::store::{DatabaseUrl, connection, endpoints};
 
 /// Prints a new random key.
 pub fn new() -> anyhow::Result<()> {
@@ -19,14 +17,16 @@ pub fn new() -> anyhow::Result<()> {
 /// keys in the environment, so an operator knows when an old key may go.
 pub fn status(args: SecretKeyStatusArgs) -> anyhow::Result<()> {
     let sealer = Sealer::from_env()?;
-    let path = args
-        .database
-        .unwrap_or_else(|| args.data_dir.join("hookline.db"));
-    anyhow::ensure!(path.exists(), "no database at {}", path.display());
-    let url = path.to_str().context("database path is not valid UTF-8")?;
-    let mut conn = Conn::establish(url)
-        .with_context(|| format!("failed to open database {}", path.display()))?;
-    conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
+    let url = args.database.resolve(&args.data_dir);
+    if let DatabaseUrl::Sqlite(path) = &url {
+        anyhow::ensure!(path.exists(), "no database at {}", path.display());
+    }
+    let mut conn = url
+        .connect()
+        .with_context(|| format!("failed to open database {url}"))?;
+    // Read-only, as the engine's readers are.
+    connection::sqlite_reader_setup(&mut conn)?;
+    connection::postgres_reader_setup(&mut conn)?;
     let census = endpoints::sealing_census(&mut conn)
         .context("failed to read endpoint credentials (is this a hookline database?)")?;
 

@@ -168,6 +168,8 @@ impl Dispatcher {
             refused: false,
             refill: false,
             empty_claim_at: None,
+            attempts: 0,
+            delivered: 0,
         };
         tracing::info!(%owner, "dispatcher started");
 
@@ -178,6 +180,11 @@ impl Dispatcher {
         let mut last_saturated = Instant::now();
         // The last claim stopped for lack of room, not of work.
         let mut room_wanted = false;
+        // The least room worth a claim while deliveries are in flight: a
+        // quarter of a batch, or of what this process may have in flight
+        // when that is smaller (else a small process would claim only when
+        // it is idle).
+        let worth_claiming = (ctx.options.claim_batch / 4).min(max / 4).max(1);
         loop {
             if *shutdown.borrow() {
                 break;
@@ -215,7 +222,7 @@ impl Dispatcher {
                 Some(done) = done_rx.recv() => {
                     loop_.finished(done, &complete_tx).await;
                     let busy = loop_.tasks.len() + loop_.lanes.waiting();
-                    if room_wanted && max.saturating_sub(busy) >= (ctx.options.claim_batch / 4).max(1) {
+                    if room_wanted && max.saturating_sub(busy) >= worth_claiming {
                         room_wanted = false;
                         claim_due = true;
                         next_claim = Instant::now();
@@ -265,7 +272,7 @@ impl Dispatcher {
             loop {
                 let busy = loop_.tasks.len() + loop_.lanes.waiting();
                 let room = max.saturating_sub(busy).min(ctx.options.claim_batch);
-                if room == 0 || (room < ctx.options.claim_batch / 4 && busy > 0) {
+                if room == 0 || (room < worth_claiming && busy > 0) {
                     room_wanted = true;
                     break;
                 }
@@ -327,6 +334,12 @@ impl Dispatcher {
         while let Ok(done) = done_rx.try_recv() {
             loop_.finished(done, &complete_tx).await;
         }
+        tracing::info!(
+            %owner,
+            attempts = loop_.attempts,
+            delivered = loop_.delivered,
+            "dispatcher finished its work"
+        );
         drop(loop_);
         drop(complete_tx); // the writer ends once it has written what it has
         let store = match completer.await {
@@ -363,6 +376,10 @@ struct Loop {
     refill: bool,
     /// When the last claim that left full lanes out found nothing.
     empty_claim_at: Option<Instant>,
+    /// Attempts this process finished, and how many of them delivered
+    /// (logged at shutdown: with several processes, who did what).
+    attempts: u64,
+    delivered: u64,
 }
 
 impl Loop {
@@ -442,6 +459,12 @@ impl Loop {
             self.lanes.pause(&endpoint, Instant::now() + pause);
         }
         while self.tasks.try_join_next().is_some() {}
+        if done.completion.attempt.is_some() {
+            self.attempts += 1;
+        }
+        if done.completion.status == DeliveryStatus::Delivered {
+            self.delivered += 1;
+        }
         if complete.send(done.completion).await.is_err() {
             tracing::error!("the completion writer has stopped");
         }
@@ -529,6 +552,10 @@ impl Loop {
 
 /// Writes completions in groups (whatever arrived while the last group was
 /// committing), with their effect on endpoint health, and reports to the loop.
+/// How often a batch of outcomes is written again after a passing failure
+/// (about a minute with the back-off, enough for a database restart).
+const COMPLETION_TRIES: u32 = 20;
+
 async fn write_completions(
     store: Store,
     policy: HealthPolicy,
@@ -537,7 +564,7 @@ async fn write_completions(
 ) -> Store {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 1024).await > 0 {
-        let done = std::mem::take(&mut batch);
+        let done = Arc::new(std::mem::take(&mut batch));
         let n = done.len();
         let ordered = done.iter().any(|c| c.ordered);
         let next_due = done
@@ -545,15 +572,29 @@ async fn write_completions(
             .filter(|c| c.status == DeliveryStatus::Pending)
             .map(|c| c.next_attempt_at)
             .min();
-        let policy = policy.clone();
-        let sealer = store.sealer();
-        let result = store
-            .write(move |c| {
-                let now = now_ms();
-                deliveries::complete(c, &done, now)?;
-                health::record(c, &sealer, &done, now, &policy)
-            })
-            .await;
+        // Outcomes are worth keeping: a write that failed for a passing
+        // reason (the database away, a deadlock between processes broken by
+        // failing this transaction) is tried again. Dropped, the deliveries
+        // would stay leased and be sent again when the leases ran out.
+        let mut tries = 0u32;
+        let result = loop {
+            let (done, policy, sealer) = (done.clone(), policy.clone(), store.sealer());
+            let result = store
+                .write(move |c| {
+                    let now = now_ms();
+                    deliveries::complete(c, &done, now)?;
+                    health::record(c, &sealer, &done, now, &policy)
+                })
+                .await;
+            match result {
+                Err(e) if e.is_transient() && tries < COMPLETION_TRIES => {
+                    tries += 1;
+                    tracing::warn!(error = %e, deliveries = n, tries, "recording delivery outcomes failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(50u64 << tries.min(6))).await;
+                }
+                other => break other,
+            }
+        };
         match result {
             Ok(effects) => {
                 let report = Written {

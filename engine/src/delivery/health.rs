@@ -302,7 +302,11 @@ pub fn record(
     }
     ids.sort_unstable();
     ids.dedup();
-    for endpoint in endpoints::by_ids(conn, sealer, &ids)? {
+    // Endpoint rows are written in id order: processes sharing a PostgreSQL
+    // database then lock them in the same order, and cannot deadlock on them.
+    let mut rows = endpoints::by_ids(conn, sealer, &ids)?;
+    rows.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    for endpoint in rows {
         let before = endpoint.health.clone();
         let mut health = before.clone();
         let mut transitions = Vec::new();

@@ -38,6 +38,31 @@ pub fn count(conn: &mut Conn) -> Result<i64, StoreError> {
     Ok(api_keys::table.count().get_result(conn)?)
 }
 
+/// One key by id, if there is one.
+pub fn find(conn: &mut Conn, id: &str) -> Result<Option<ApiKey>, StoreError> {
+    Ok(api_keys::table
+        .find(id)
+        .select(ApiKey::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Stores `key` only if the store has no key at all (the first start's
+/// admin key); true when it did. Processes starting together on one
+/// PostgreSQL database take turns (a transaction-scoped advisory lock), so
+/// exactly one of them creates it.
+pub fn insert_first(conn: &mut Conn, key: &ApiKey) -> Result<bool, StoreError> {
+    if matches!(conn, Conn::Postgres(_)) {
+        // "hlkfirst" in ASCII.
+        diesel::sql_query("SELECT pg_advisory_xact_lock(7522515235441751668)").execute(conn)?;
+    }
+    if count(conn)? > 0 {
+        return Ok(false);
+    }
+    insert(conn, key)?;
+    Ok(true)
+}
+
 /// Revokes a key; revoking twice keeps the first time.
 pub fn revoke(conn: &mut Conn, id: &str, now: i64) -> Result<ApiKey, StoreError> {
     diesel::update(

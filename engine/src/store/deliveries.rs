@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use diesel::prelude::*;
 
+use super::connection::per_backend;
 use super::endpoints::{self, Endpoint};
 use super::events::{self, Event};
+use super::notify;
 use super::schema::{attempts, deliveries};
 use super::sealed::Sealer;
 use super::{Conn, StoreError};
@@ -252,53 +254,24 @@ pub fn claim(
 ) -> Result<Vec<Claimed>, StoreError> {
     use diesel::sql_types::{BigInt, Text};
 
-    // Raw SQL: diesel's DSL cannot update through a limited subselect. On
-    // PostgreSQL the subselects gain `FOR UPDATE SKIP LOCKED`. Constants are
-    // written inline so SQLite can use the partial indexes.
-    let mut rows: Vec<ClaimRow> = diesel::sql_query(format!(
-        "UPDATE deliveries SET lease_owner = ?, lease_until = ? \
-         WHERE id IN (SELECT d.id FROM deliveries d \
-                      WHERE d.ordered = 1 AND d.status = 0 AND d.next_attempt_at <= ? \
-                        AND (d.lease_until IS NULL OR d.lease_until < ?) \
-                        AND NOT EXISTS (SELECT 1 FROM deliveries p \
-                                        WHERE p.ordered = 1 AND p.endpoint_id = d.endpoint_id \
-                                          AND p.status IN (0, 4) AND p.id < d.id) \
-                      ORDER BY d.next_attempt_at LIMIT ?) \
-         {CLAIM_RETURNING}"
-    ))
-    .bind::<Text, _>(&*req.token)
-    .bind::<BigInt, _>(req.lease_until)
-    .bind::<BigInt, _>(req.now)
-    .bind::<BigInt, _>(req.now)
-    .bind::<BigInt, _>(req.limit)
-    .load(conn)?;
+    // Raw SQL: diesel's DSL cannot update through a limited subselect.
+    // Constants are written inline so SQLite can use the partial indexes.
+    let postgres = matches!(conn, Conn::Postgres(_));
+    let mut rows: Vec<ClaimRow> =
+        diesel::sql_query(placeholders(postgres, &claim_ordered_sql(postgres)))
+            .bind::<Text, _>(&*req.token)
+            .bind::<BigInt, _>(req.lease_until)
+            .bind::<BigInt, _>(req.now)
+            .bind::<BigInt, _>(req.now)
+            .bind::<BigInt, _>(req.limit)
+            .load(conn)?;
 
     let room = req.limit - rows.len() as i64;
     if room > 0 {
         let exclude = &req.exclude[..req.exclude.len().min(500)];
-        let not_in = if exclude.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "AND endpoint_id NOT IN ({}) ",
-                vec!["?"; exclude.len()].join(", ")
-            )
-        };
-        // Due deliveries in due order, at most `per_endpoint` of any one
-        // endpoint (so one endpoint's backlog cannot fill the claim only to
-        // be sent back by its lane), looking at a bounded window of the queue.
-        let mut query = diesel::sql_query(format!(
-            "UPDATE deliveries SET lease_owner = ?, lease_until = ? \
-             WHERE id IN (SELECT id FROM \
-                            (SELECT id, next_attempt_at, ROW_NUMBER() OVER \
-                               (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS nth \
-                             FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries \
-                                   WHERE status = 0 AND next_attempt_at <= ? \
-                                     AND (lease_until IS NULL OR lease_until < ?) \
-                                     AND ordered = 0 {not_in}\
-                                   ORDER BY next_attempt_at LIMIT ?)) \
-                          WHERE nth <= ? ORDER BY next_attempt_at LIMIT ?) \
-             {CLAIM_RETURNING}"
+        let mut query = diesel::sql_query(placeholders(
+            postgres,
+            &claim_due_sql(postgres, exclude.len()),
         ))
         .into_boxed()
         .bind::<Text, _>(req.token.to_string())
@@ -308,7 +281,15 @@ pub fn claim(
         for id in exclude {
             query = query.bind::<Text, _>(id.clone());
         }
-        let window = room.saturating_mul(8).max(1024);
+        // The window of due rows the claim looks through. On PostgreSQL it
+        // is locked (see `claim_due_sql`), so it is kept small: each row of
+        // it costs a lock, and processes claiming at once take consecutive
+        // windows instead of fighting over one.
+        let window = if postgres {
+            room.saturating_mul(4).max(32)
+        } else {
+            room.saturating_mul(8).max(1024)
+        };
         rows.extend(
             query
                 .bind::<BigInt, _>(window)
@@ -321,6 +302,98 @@ pub fn claim(
         return Ok(Vec::new());
     }
     load_claimed(conn, sealer, rows, &req.token, req.lease_until)
+}
+
+/// The claim of ordered lanes: only the head of each (the oldest delivery of
+/// the endpoint still pending or held), when it is due and not leased.
+///
+/// On PostgreSQL the chosen rows are locked `FOR UPDATE SKIP LOCKED`:
+/// processes claiming at once each take different rows, and a row another
+/// process leased meanwhile is re-checked under its lock (and dropped, its
+/// lease being current). A head locked by another claim is skipped, and the
+/// delivery behind it is not claimed either: it is not the head.
+fn claim_ordered_sql(postgres: bool) -> String {
+    let (ordered, lock) = if postgres {
+        ("d.ordered", " FOR UPDATE SKIP LOCKED")
+    } else {
+        ("d.ordered = 1", "")
+    };
+    let p_ordered = ordered.replace("d.", "p.");
+    format!(
+        "UPDATE deliveries SET lease_owner = ?, lease_until = ? \
+         WHERE id IN (SELECT d.id FROM deliveries d \
+                      WHERE {ordered} AND d.status = 0 AND d.next_attempt_at <= ? \
+                        AND (d.lease_until IS NULL OR d.lease_until < ?) \
+                        AND NOT EXISTS (SELECT 1 FROM deliveries p \
+                                        WHERE {p_ordered} AND p.endpoint_id = d.endpoint_id \
+                                          AND p.status IN (0, 4) AND p.id < d.id) \
+                      ORDER BY d.next_attempt_at LIMIT ?{lock}) \
+         {CLAIM_RETURNING}"
+    )
+}
+
+/// The claim of everything else: due deliveries in due order, at most
+/// `per_endpoint` of any one endpoint (so one endpoint's backlog cannot fill
+/// the claim only to be sent back by its lane), looking at a bounded window
+/// of the queue, skipping `excluded` endpoints.
+///
+/// On PostgreSQL the window itself is locked `FOR UPDATE SKIP LOCKED` before
+/// the per-endpoint cut is made over it (a window function cannot sit beside
+/// `FOR UPDATE`, so the lock is in the innermost query). Processes claiming
+/// at once therefore look at different windows: none waits for another, none
+/// leases a row another holds, and none comes back empty because all of
+/// them chose the same candidates (which, with the lock taken only on the
+/// chosen rows, sent all but one process to sleep until its next poll). A
+/// row another process leased a moment ago fails the lease condition when
+/// re-checked under the lock. The rows of the window not taken are unlocked
+/// when the claim's transaction commits.
+fn claim_due_sql(postgres: bool, excluded: usize) -> String {
+    let not_in = if excluded == 0 {
+        String::new()
+    } else {
+        format!(
+            "AND endpoint_id NOT IN ({}) ",
+            vec!["?"; excluded].join(", ")
+        )
+    };
+    let (ordered, lock) = if postgres {
+        ("NOT ordered", " FOR UPDATE SKIP LOCKED")
+    } else {
+        ("ordered = 0", "")
+    };
+    format!(
+        "UPDATE deliveries SET lease_owner = ?, lease_until = ? \
+         WHERE id IN (SELECT id FROM \
+                        (SELECT id, next_attempt_at, ROW_NUMBER() OVER \
+                           (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS nth \
+                         FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries \
+                               WHERE status = 0 AND next_attempt_at <= ? \
+                                 AND (lease_until IS NULL OR lease_until < ?) \
+                                 AND {ordered} {not_in}\
+                               ORDER BY next_attempt_at LIMIT ?{lock}) window_rows) numbered \
+                      WHERE nth <= ? ORDER BY next_attempt_at LIMIT ?) \
+         {CLAIM_RETURNING}"
+    )
+}
+
+/// Raw SQL is written with `?` placeholders (SQLite's); PostgreSQL numbers
+/// them `$1, $2, …`.
+fn placeholders(postgres: bool, sql: &str) -> String {
+    if !postgres {
+        return sql.to_string();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Loads the events and endpoints of claimed rows.
@@ -463,6 +536,9 @@ pub fn resume_held(
             d::updated_at.eq(now),
         ))
         .execute(conn)?;
+    }
+    if n > 0 {
+        notify::announce_work(conn)?;
     }
     Ok(n)
 }
@@ -638,9 +714,12 @@ pub fn complete(conn: &mut Conn, done: &[Completion], now: i64) -> Result<usize,
     }
     let attempts: Vec<&Attempt> = done.iter().filter_map(|c| c.attempt.as_ref()).collect();
     for chunk in attempts.chunks(200) {
-        diesel::insert_into(attempts::table)
-            .values(chunk.iter().copied().cloned().collect::<Vec<_>>())
-            .execute(conn)?;
+        let rows = chunk.iter().copied().cloned().collect::<Vec<_>>();
+        // Multi-row inserts are built per backend: MultiConnection has no
+        // batch insert of its own.
+        per_backend!(conn, |c| diesel::insert_into(attempts::table)
+            .values(&rows)
+            .execute(c)?);
     }
     Ok(applied)
 }
@@ -653,7 +732,7 @@ pub fn release(conn: &mut Conn, owner_prefix: &str) -> Result<usize, StoreError>
     // Tokens are `<owner>/<n>`: a range covers exactly that owner's claims.
     let from = format!("{owner_prefix}/");
     let to = format!("{owner_prefix}0"); // '0' sorts right after '/'
-    Ok(diesel::update(
+    let n = diesel::update(
         d::deliveries
             .filter(d::lease_owner.ge(from))
             .filter(d::lease_owner.lt(to)),
@@ -662,7 +741,11 @@ pub fn release(conn: &mut Conn, owner_prefix: &str) -> Result<usize, StoreError>
         d::lease_owner.eq(None::<String>),
         d::lease_until.eq(None::<i64>),
     ))
-    .execute(conn)?)
+    .execute(conn)?;
+    if n > 0 {
+        notify::announce_work(conn)?;
+    }
+    Ok(n)
 }
 
 /// Makes a failed (or pending) delivery due now with a fresh retry schedule.
@@ -694,6 +777,7 @@ pub fn retry_now(
             d::finished_at.eq(None::<i64>),
         ))
         .execute(conn)?;
+    notify::announce_work(conn)?;
     get(conn, app_id, id)
 }
 
@@ -735,6 +819,9 @@ pub fn requeue_failed(
             d::finished_at.eq(None::<i64>),
         ))
         .execute(conn)?;
+    if n > 0 {
+        notify::announce_work(conn)?;
+    }
     Ok((n, Some(last)))
 }
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use diesel::prelude::*;
 use serde::Serialize;
 
+use super::connection::per_backend;
 use super::deliveries::{Claimed, DeliveryStatus, NewDelivery};
+use super::notify;
 use super::schema::{deliveries, events};
 use super::sealed::Sealer;
 use super::{Conn, StoreError, apps, endpoints};
@@ -100,9 +102,9 @@ pub fn ingest(
     apps::get(conn, app_id)?;
     let targets = targets(conn, sealer, app_id)?;
     let mut out = Ingested::default();
-    let mut rows = Vec::new();
-    for event in batch {
-        let row = Event {
+    let rows: Vec<Event> = batch
+        .into_iter()
+        .map(|event| Event {
             id: new_id("evt"),
             app_id: app_id.to_string(),
             source: event.source,
@@ -113,12 +115,12 @@ pub fn ingest(
             data: event.data,
             extensions: event.extensions,
             received_at: now,
-        };
-        let inserted = diesel::insert_into(events::table)
-            .values(&row)
-            .on_conflict_do_nothing()
-            .execute(conn)?;
-        if inserted == 0 {
+        })
+        .collect();
+    let inserted = insert_new(conn, &rows)?;
+    let mut deliveries = Vec::new();
+    for (row, inserted) in rows.into_iter().zip(inserted) {
+        if !inserted {
             let existing: String = events::table
                 .filter(events::app_id.eq(app_id))
                 .filter(events::source.eq(&row.source))
@@ -134,7 +136,7 @@ pub fn ingest(
             });
             continue;
         }
-        let n = fan_out(&row, &targets, now, lease, &mut out, &mut rows);
+        let n = fan_out(&row, &targets, now, lease, &mut out, &mut deliveries);
         out.accepted.push(Accepted {
             id: row.id,
             event_id: row.ce_id,
@@ -143,8 +145,49 @@ pub fn ingest(
             deliveries: n,
         });
     }
-    insert_deliveries(conn, &rows)?;
+    insert_deliveries(conn, &deliveries)?;
+    if out.unleased > 0 {
+        // This process leased what it could send at once; the rest is for
+        // whichever process claims first.
+        notify::announce_work(conn)?;
+    }
     Ok(out)
+}
+
+/// Inserts the events that are new (idempotency on app, source and
+/// CloudEvents id) and says, row by row, which were.
+///
+/// An upsert: diesel's MultiConnection has no ON CONFLICT, so each backend
+/// gets its own statement. SQLite inserts a row per statement (prepared
+/// once, no round trip); PostgreSQL inserts many rows per statement, which
+/// is several times faster over a connection, and returns the ids it stored.
+/// A row that repeats an earlier row of the same batch is a duplicate of it.
+fn insert_new(conn: &mut Conn, rows: &[Event]) -> Result<Vec<bool>, StoreError> {
+    match conn {
+        Conn::Sqlite(c) => rows
+            .iter()
+            .map(|row| {
+                let n = diesel::insert_into(events::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(c)?;
+                Ok(n > 0)
+            })
+            .collect(),
+        Conn::Postgres(c) => {
+            // 10 columns; PostgreSQL takes at most 65,535 parameters.
+            let mut stored = std::collections::HashSet::new();
+            for chunk in rows.chunks(1000) {
+                let ids: Vec<String> = diesel::insert_into(events::table)
+                    .values(chunk)
+                    .on_conflict_do_nothing()
+                    .returning(events::id)
+                    .get_results(c)?;
+                stored.extend(ids);
+            }
+            Ok(rows.iter().map(|r| stored.contains(&r.id)).collect())
+        }
+    }
 }
 
 /// Fans a stored event out again to the endpoints of its app that match it
@@ -162,6 +205,9 @@ pub fn replay(
     let mut rows = Vec::new();
     let n = fan_out(&row, &targets, now, None, &mut out, &mut rows);
     insert_deliveries(conn, &rows)?;
+    if n > 0 {
+        notify::announce_work(conn)?;
+    }
     Ok(n)
 }
 
@@ -285,9 +331,11 @@ fn fan_out(
 fn insert_deliveries(conn: &mut Conn, rows: &[NewDelivery]) -> Result<(), StoreError> {
     // SQLite caps bound parameters per statement; 13 columns × 400 rows stays under it.
     for chunk in rows.chunks(400) {
-        diesel::insert_into(deliveries::table)
+        // Multi-row inserts are built per backend: MultiConnection has no
+        // batch insert of its own.
+        per_backend!(conn, |c| diesel::insert_into(deliveries::table)
             .values(chunk)
-            .execute(conn)?;
+            .execute(c)?);
     }
     Ok(())
 }

@@ -1,22 +1,44 @@
 //! The single writer: one thread owns the write connection and commits every
 //! job that is waiting in one transaction (group commit). SQLite allows one
 //! writer at a time anyway; doing it in one place avoids lock contention and
-//! turns N fsyncs into one.
+//! turns N fsyncs into one. On PostgreSQL each process has its own writer,
+//! and the same grouping turns N commits (each a WAL flush) into one.
 //!
 //! Its queue is bounded. Internal writers (the dispatcher) wait for room;
 //! ingest uses [`Writer::try_run`], which refuses at once when the queue is
 //! full, so the API answers 503 with `Retry-After` instead of letting
 //! requests pile up in memory.
+//!
+//! When the database goes away (a PostgreSQL server restarting, a network
+//! cut), the group in progress fails as a whole and every caller hears
+//! [`StoreError::Unavailable`] (503 with `Retry-After` at the API: nothing
+//! was stored). The writer then reconnects, at most twice a second, failing
+//! the jobs that arrive meanwhile at once, and carries on by itself when the
+//! database is back.
+
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use diesel::Connection as _;
+use diesel::r2d2::R2D2Connection as _;
 
+use super::connection::DatabaseUrl;
 use super::{Conn, StoreError};
 
-/// A job runs inside the group transaction and returns what to do once the
-/// commit is known: `None` committed, `Some(message)` the commit failed.
-type Job = Box<dyn FnOnce(&mut Conn) -> Box<dyn FnOnce(Option<&str>) + Send> + Send>;
+/// Why a group did not commit.
+enum GroupFailure {
+    /// The database refused the commit.
+    Failed(String),
+    /// The connection was lost or cannot be had.
+    Unavailable(String),
+}
+
+/// A job runs inside the group transaction (not at all when there is no
+/// connection) and returns what to do once the commit is known: `None`
+/// committed, `Some(failure)` it did not.
+type Job =
+    Box<dyn FnOnce(Option<&mut Conn>) -> Box<dyn FnOnce(Option<&GroupFailure>) + Send> + Send>;
 
 enum Message {
     Job(Job),
@@ -36,11 +58,11 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(conn: Conn) -> Writer {
+    pub(super) fn start(conn: Conn, url: DatabaseUrl) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("hookline-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, url, rx))
             .expect("failed to start the store writer thread");
         Writer { tx }
     }
@@ -70,14 +92,23 @@ impl Writer {
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn: &mut Conn| {
+        let job: Job = Box::new(move |conn: Option<&mut Conn>| {
             // A nested transaction is a savepoint: this job's failure rolls
             // back only its own work.
-            let result = conn.transaction(f);
-            Box::new(move |commit_error: Option<&str>| {
-                let result = match commit_error {
-                    None => result,
-                    Some(message) => Err(StoreError::Commit(message.to_string())),
+            let result = conn.map(|conn| conn.transaction(f));
+            Box::new(move |failure: Option<&GroupFailure>| {
+                let result = match failure {
+                    None => result.unwrap_or_else(|| {
+                        Err(StoreError::Unavailable(
+                            "the database is unreachable".into(),
+                        ))
+                    }),
+                    Some(GroupFailure::Failed(message)) => {
+                        Err(StoreError::Commit(message.to_string()))
+                    }
+                    Some(GroupFailure::Unavailable(message)) => {
+                        Err(StoreError::Unavailable(message.to_string()))
+                    }
                 };
                 let _ = tx.send(result);
             })
@@ -108,7 +139,60 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Conn, mut rx: mpsc::Receiver<Message>) {
+/// The write connection, or the state of getting it back.
+struct Link {
+    url: DatabaseUrl,
+    conn: Option<Conn>,
+    last_try: Option<Instant>,
+    last_error: String,
+}
+
+/// How often a lost connection is tried again (jobs in between fail at once).
+const RECONNECT_EVERY: Duration = Duration::from_millis(500);
+
+impl Link {
+    /// The connection, reconnecting if it was lost and a try is due.
+    fn get(&mut self) -> Result<&mut Conn, String> {
+        if self.conn.is_none() && self.last_try.is_none_or(|t| t.elapsed() >= RECONNECT_EVERY) {
+            self.last_try = Some(Instant::now());
+            match self.url.connect() {
+                Ok(conn) => {
+                    tracing::info!(database = %self.url, "store writer reconnected");
+                    self.conn = Some(conn);
+                }
+                Err(e) => self.last_error = e.to_string(),
+            }
+        }
+        self.conn.as_mut().ok_or_else(|| {
+            format!(
+                "the database is unreachable ({}); nothing was stored, try again shortly",
+                self.last_error
+            )
+        })
+    }
+
+    /// After a failed group: was it the connection? Then drop it, so the
+    /// next group reconnects. (A SQLite file's connection is never lost.)
+    fn check(&mut self) -> bool {
+        if !matches!(self.conn, Some(Conn::Postgres(_))) {
+            return false;
+        }
+        let alive = self.conn.as_mut().is_some_and(|c| c.ping().is_ok());
+        if !alive && self.conn.take().is_some() {
+            self.last_try = None;
+            tracing::warn!(database = %self.url, "store writer lost its database connection");
+        }
+        !alive
+    }
+}
+
+fn run(conn: Conn, url: DatabaseUrl, mut rx: mpsc::Receiver<Message>) {
+    let mut link = Link {
+        url,
+        conn: Some(conn),
+        last_try: None,
+        last_error: String::new(),
+    };
     let mut closing = Vec::new();
     let (mut total_jobs, mut total_groups) = (0u64, 0u64);
     while let Some(first) = rx.blocking_recv() {
@@ -127,18 +211,38 @@ fn run(mut conn: Conn, mut rx: mpsc::Receiver<Message>) {
             total_jobs += jobs.len() as u64;
             total_groups += 1;
             let mut finishers = Vec::with_capacity(jobs.len());
-            let outcome = conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
-                for job in jobs {
-                    finishers.push(job(conn));
+            let failure = match link.get() {
+                Err(message) => {
+                    // No connection: nothing runs; every caller hears so.
+                    for job in jobs {
+                        finishers.push(job(None));
+                    }
+                    Some(GroupFailure::Unavailable(message))
                 }
-                Ok(())
-            });
-            let error = outcome.err().map(|e| e.to_string());
-            if let Some(e) = &error {
-                tracing::error!(error = %e, jobs = finishers.len(), "store group commit failed");
-            }
+                Ok(conn) => {
+                    let outcome = super::connection::immediate_transaction::<
+                        _,
+                        diesel::result::Error,
+                    >(conn, |conn| {
+                        for job in jobs {
+                            finishers.push(job(Some(&mut *conn)));
+                        }
+                        Ok(())
+                    });
+                    match outcome {
+                        Ok(()) => None,
+                        Err(e) if link.check() => Some(GroupFailure::Unavailable(format!(
+                            "the database connection was lost ({e}); nothing was stored, try again shortly"
+                        ))),
+                        Err(e) => {
+                            tracing::error!(error = %e, jobs = finishers.len(), "store group commit failed");
+                            Some(GroupFailure::Failed(e.to_string()))
+                        }
+                    }
+                }
+            };
             for finish in finishers {
-                finish(error.as_deref());
+                finish(failure.as_ref());
             }
         }
         if !closing.is_empty() {

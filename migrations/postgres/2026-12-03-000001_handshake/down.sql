@@ -1,0 +1,2 @@
+ALTER TABLE endpoints DROP COLUMN handshake_rate;
+ALTER TABLE endpoints DROP COLUMN handshake_at;
