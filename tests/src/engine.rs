@@ -37,6 +37,9 @@ pub struct EngineOptions {
     pub data_dir: Option<PathBuf>,
     /// Environment variables for the engine process.
     pub env: Vec<(String, String)>,
+    /// Run on the database of this engine (data directory, admin key):
+    /// several processes on one PostgreSQL database.
+    pub join: Option<(PathBuf, String)>,
 }
 
 impl Default for EngineOptions {
@@ -63,6 +66,7 @@ impl Default for EngineOptions {
             plugin_files: Vec::new(),
             data_dir: None,
             env: Vec::new(),
+            join: None,
         }
     }
 }
@@ -96,7 +100,9 @@ pub struct Engine {
     pub key: String,
     /// The data directory: database, plugins, `engine.log`.
     pub data_dir: PathBuf,
-    _temp: Option<tempfile::TempDir>,
+    temp: Option<tempfile::TempDir>,
+    /// This engine created its PostgreSQL database (and drops it).
+    owns_database: bool,
     child: Option<Child>,
 }
 
@@ -124,11 +130,18 @@ impl Engine {
             .append(true)
             .open(data_dir.join("engine.log"))
             .unwrap();
+        if let Some((first, _)) = &options.join {
+            crate::database::share(first, &data_dir);
+        }
+        let database = crate::database::database_url_for(&data_dir);
+        let owns_database = database.as_ref().is_some_and(|(_, created)| *created);
+        let database = database.map(|(url, _)| url);
         let mut child = Command::new(hookline_bin())
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(database.iter().flat_map(|url| ["--database-url", url]))
             .args(&options.args)
             .env("HOOKLINE_LOG", "info,hookline=debug")
             // Keys only from the options, never from the test's own environment.
@@ -159,18 +172,29 @@ impl Engine {
                 std::fs::read_to_string(&log_path).unwrap_or_default()
             ),
         };
-        // The engine's first admin key, which it writes on first start.
-        let key = std::fs::read_to_string(data_dir.join("admin.key"))
-            .map(|k| k.trim().to_string())
-            .unwrap_or_default();
+        // The engine's first admin key, which it writes on first start (or
+        // the key of the engine whose database it joined).
+        let key = match &options.join {
+            Some((_, key)) => key.clone(),
+            None => std::fs::read_to_string(data_dir.join("admin.key"))
+                .map(|k| k.trim().to_string())
+                .unwrap_or_default(),
+        };
         Engine {
             url,
             http: client(&key),
             key,
             data_dir,
-            _temp: temp,
+            temp,
+            owns_database,
             child: Some(child),
         }
+    }
+
+    /// Starts another engine process on this one's database.
+    pub async fn join(&self, mut options: EngineOptions) -> Engine {
+        options.join = Some((self.data_dir.clone(), self.key.clone()));
+        Engine::start_with(options).await
     }
 
     /// The engine's log so far.
@@ -335,6 +359,11 @@ impl Drop for Engine {
         self.stop();
         if std::thread::panicking() {
             eprintln!("--- hookline log ---\n{}", self.log());
+        }
+        // A data directory of the engine's own goes with it, and so does its
+        // PostgreSQL database. (One the test gave is the test's to keep.)
+        if self.temp.is_some() && self.owns_database {
+            crate::database::drop_database_of(&self.data_dir);
         }
     }
 }

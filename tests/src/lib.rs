@@ -1,7 +1,7 @@
 //! # End-to-end test harness for Hookline
 //!
-//! - [`Engine`]: the real `hookline` binary on a temporary SQLite file and a
-//!   free port; it waits for the `hookline listening on …` line instead of
+//! - [`Engine`]: the real `hookline` binary on a temporary SQLite file (or
+//!   a PostgreSQL database of its own, see [`database`]) and a free port; it waits for the `hookline listening on …` line instead of
 //!   sleeping, and stops the process (SIGTERM) when dropped.
 //! - [`Receiver`]: a real HTTP receiver on 127.0.0.1 that records every
 //!   request and answers from a script.
@@ -12,20 +12,24 @@
 //! - [`guests`]: purpose-built plugin components (one that loops, one that
 //!   hogs memory, one of another world …), built from source by `build.rs`.
 
+pub mod database;
 mod engine;
 mod faults;
 mod receiver;
 mod signature;
+mod tcp_proxy;
 
 /// Paths of the test guests built from `tests/guests/` (`MISCHIEF`, `SWAP_V1`, …).
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
 
+pub use database::Backend;
 pub use engine::{Engine, EngineOptions, client, hookline_bin};
 pub use faults::{Fault, FaultReceiver};
 pub use receiver::{Received, Receiver};
 pub use signature::verify_signature;
+pub use tcp_proxy::TcpProxy;
 
 use std::future::Future;
 use std::time::Duration;

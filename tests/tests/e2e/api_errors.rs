@@ -13,6 +13,7 @@ fn error_of(body: &serde_json::Value) -> (String, String) {
 
 #[tokio::test]
 async fn bad_events_are_refused_before_anything_is_stored() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let receiver = Receiver::start().await;
     let app = engine.create_app("strict").await;
@@ -101,6 +102,7 @@ async fn bad_events_are_refused_before_anything_is_stored() {
 
 #[tokio::test]
 async fn bad_endpoints_are_refused_naming_the_field() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let app = engine.create_app("strict").await;
     let path = format!("/v1/apps/{app}/endpoints");
@@ -156,6 +158,7 @@ async fn bad_endpoints_are_refused_naming_the_field() {
 
 #[tokio::test]
 async fn endpoints_can_be_read_changed_and_deleted() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let app = engine.create_app("crud").await;
     let created = engine
@@ -210,6 +213,7 @@ async fn endpoints_can_be_read_changed_and_deleted() {
 
 #[tokio::test]
 async fn deliveries_are_listed_newest_first_in_pages() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let receiver = Receiver::start().await;
     let app = engine.create_app("pages").await;
@@ -258,6 +262,7 @@ async fn deliveries_are_listed_newest_first_in_pages() {
 /// axum's extractors and router would answer in plain text or empty.
 #[tokio::test]
 async fn malformed_queries_unknown_routes_and_methods_answer_in_the_error_shape() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let http = engine.http.clone();
     let cases = [
@@ -290,6 +295,7 @@ async fn malformed_queries_unknown_routes_and_methods_answer_in_the_error_shape(
 /// limit is `--max-body-kib` (8 MiB by default).
 #[tokio::test]
 async fn bodies_are_limited_on_every_route() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let big_name = "n".repeat(300 << 10);
     let (status, out) = engine.post("/v1/apps", &json!({ "name": big_name })).await;

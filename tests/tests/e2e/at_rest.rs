@@ -96,6 +96,7 @@ async fn delivers(engine: &Engine, app: &str, receiver: &mut Receiver, id: &str,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_sealed_on_disk_and_survive_a_key_rotation() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = Receiver::start().await;
     let url = format!("{}/hooks/T0PSECRETPATH", receiver.url);
@@ -260,6 +261,7 @@ async fn credentials_are_sealed_on_disk_and_survive_a_key_rotation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_key_is_refused_naming_the_variable() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(hookline_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])

@@ -134,6 +134,7 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_needs_a_key_and_an_app_key_reaches_only_its_own_app() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     // The first admin key: in the data directory, readable by its owner only.
     assert!(engine.key.starts_with("hlk_"), "{}", engine.key);
@@ -283,6 +284,7 @@ async fn every_route_needs_a_key_and_an_app_key_reaches_only_its_own_app() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_listed_without_their_secret_and_the_first_key_is_made_once() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let dir = tempfile::tempdir().unwrap();
     let options = EngineOptions {
         data_dir: Some(dir.path().to_path_buf()),
@@ -348,6 +350,7 @@ async fn keys_are_listed_without_their_secret_and_the_first_key_is_made_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_keys_only_on_loopback() {
+    hookline_tests::on_backend!(crate::BACKEND);
     // Refused before it listens anywhere.
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(hookline_bin())

@@ -65,6 +65,7 @@ async fn produce(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let total = env_or("HOOKLINE_CRASH_EVENTS", 20_000);
     let kills = env_or("HOOKLINE_CRASH_KILLS", 10);
     let dir = tempfile::tempdir().unwrap();

@@ -22,6 +22,7 @@ fn event(id: &str, ty: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn each_event_arrives_once_signed_and_recorded() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let mut receiver = Receiver::start().await;
     let app = engine.create_app("shop").await;
@@ -109,6 +110,7 @@ async fn each_event_arrives_once_signed_and_recorded() {
 
 #[tokio::test]
 async fn filters_decide_who_gets_what() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let mut orders = Receiver::start().await;
     let mut exact = Receiver::start().await;
@@ -202,6 +204,7 @@ async fn filters_decide_who_gets_what() {
 
 #[tokio::test]
 async fn the_same_event_id_is_stored_once() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let mut receiver = Receiver::start().await;
     let app = engine.create_app("dupes").await;
@@ -241,6 +244,7 @@ async fn the_same_event_id_is_stored_once() {
 
 #[tokio::test]
 async fn a_500_then_200_is_delivered_once_after_a_recorded_failure() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let mut receiver = Receiver::start().await;
     receiver.script(&[(500, "boom")]);
@@ -276,6 +280,7 @@ async fn a_500_then_200_is_delivered_once_after_a_recorded_failure() {
 
 #[tokio::test]
 async fn a_4xx_is_retried_and_a_410_disables_and_holds_until_enabled() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let mut bad_request = Receiver::start().await;
     bad_request.script(&[(400, "nope")]);
@@ -328,6 +333,7 @@ async fn a_4xx_is_retried_and_a_410_disables_and_holds_until_enabled() {
 
 #[tokio::test]
 async fn retry_after_and_exhausted_attempts() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let mut options = hookline_tests::EngineOptions::default();
     options.set("--retry-schedule", "50ms,200ms");
     let engine = Engine::start_with(options).await;
@@ -357,6 +363,7 @@ async fn retry_after_and_exhausted_attempts() {
 
 #[tokio::test]
 async fn graceful_shutdown_lets_the_engine_exit_cleanly() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let mut engine = Engine::start().await;
     let receiver = Receiver::start().await;
     let app = engine.create_app("stop").await;

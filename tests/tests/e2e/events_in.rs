@@ -53,6 +53,7 @@ fn raw_data(body: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn structured_mode_delivers_data_byte_for_byte() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let (engine, mut receiver, app) = setup().await;
     let body = format!(
         r#"{{"specversion":"1.0","id":"s1","source":"/shop","type":"order.created","traceparent":"00-abc-01","data":{FAITHFUL}}}"#
@@ -90,6 +91,7 @@ async fn structured_mode_delivers_data_byte_for_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_json_value_is_data() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let (engine, mut receiver, app) = setup().await;
     let values = [
         r#"[1, "two", 3.0]"#,
@@ -114,6 +116,7 @@ async fn any_json_value_is_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_mode_takes_an_array_of_events() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let (engine, mut receiver, app) = setup().await;
     let body = format!(
         r#"[{{"specversion":"1.0","id":"b1","source":"s","type":"t","data":{FAITHFUL}}},
@@ -161,6 +164,7 @@ async fn batch_mode_takes_an_array_of_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_mode_reads_ce_headers_and_keeps_the_body() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let (engine, mut receiver, app) = setup().await;
     // JSON data: kept as JSON text, exactly.
     let (status, out) = send(
@@ -233,6 +237,7 @@ async fn binary_mode_reads_ce_headers_and_keeps_the_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn structured_data_base64_is_delivered_intact() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let (engine, mut receiver, app) = setup().await;
     let bytes: Vec<u8> = (0..=255u8).collect();
     let encoded = STANDARD.encode(&bytes);
@@ -260,6 +265,7 @@ async fn structured_data_base64_is_delivered_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_settings_named_in_every_refusal() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let mut options = EngineOptions::default();
     options
         .set("--max-data-kib", "1")

@@ -18,6 +18,7 @@ async fn engine() -> Engine {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_agrees_gets_events_at_the_rate_it_allowed() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = engine().await;
     let mut receiver = Receiver::start().await;
     receiver.script_with_headers(
@@ -65,6 +66,7 @@ async fn a_receiver_that_agrees_gets_events_at_the_rate_it_allowed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_does_not_agree_gets_no_endpoint_and_no_event() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = engine().await;
     let mut receiver = Receiver::start().await;
     let app = engine.create_app("refused").await;
@@ -117,6 +119,7 @@ async fn a_receiver_that_does_not_agree_gets_no_endpoint_and_no_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_handshake_is_opt_in_and_reruns_for_a_new_url() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = engine().await;
     let mut receiver = Receiver::start().await;
     let app = engine.create_app("opt-in").await;

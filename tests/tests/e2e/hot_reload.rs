@@ -60,6 +60,7 @@ async fn wait_plugin_state(engine: &Engine, name: &str, version: &str, state: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swapping_a_plugin_under_traffic_loses_nothing() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let mut receiver = Receiver::start().await;
     drop_plugin(&engine, "swap.wasm", &read(guests::SWAP_V1));
@@ -69,15 +70,42 @@ async fn swapping_a_plugin_under_traffic_loses_nothing() {
         .create_endpoint(&app, json!({ "url": receiver.url, "plugin": "swap" }))
         .await;
 
-    // A steady stream: one event every 10 ms; the new version lands a third of the way in.
-    const N: usize = 240;
-    let mut emitted_at = Vec::with_capacity(N);
+    // A steady stream, one event every 10 ms: 80 before the new version's
+    // file lands, then on until the engine reports the new version active,
+    // then 80 more. The swap is judged by what the engine says it did, not
+    // by a wall-clock margin (compiling the new version takes what it takes
+    // on a loaded machine).
+    const BEFORE: usize = 80;
+    const AFTER: usize = 80;
+    let mut emitted_at = Vec::new();
     let mut landed = None;
+    let mut active_at = None;
+    let mut after_active = 0;
     let mut pace = tokio::time::interval(Duration::from_millis(10));
-    for i in 0..N {
+    let mut i = 0;
+    while after_active < AFTER {
         pace.tick().await;
-        if i == N / 3 {
+        if i == BEFORE {
             landed = Some(drop_plugin(&engine, "swap.wasm", &read(guests::SWAP_V2)));
+        }
+        if let Some(landed) = landed
+            && active_at.is_none()
+        {
+            let now = plugins(&engine)
+                .await
+                .into_iter()
+                .any(|p| p["name"] == "swap" && p["version"] == "2.0.0" && p["state"] == "active");
+            if now {
+                active_at = Some(i);
+            } else {
+                assert!(
+                    landed.elapsed() < WAIT,
+                    "version 2 was not active {WAIT:?} after its file landed"
+                );
+            }
+        }
+        if active_at.is_some() {
+            after_active += 1;
         }
         emitted_at.push(Instant::now());
         engine
@@ -86,11 +114,14 @@ async fn swapping_a_plugin_under_traffic_loses_nothing() {
                 json!({ "id": format!("s{i}"), "source": "stream", "type": "tick" }),
             )
             .await;
+        i += 1;
     }
+    let n = i;
     let landed = landed.unwrap();
+    let active_at = active_at.unwrap();
 
     let mut seen: HashMap<String, (u64, Instant)> = HashMap::new();
-    for _ in 0..N {
+    for _ in 0..n {
         let r = receiver.next(WAIT).await;
         let body = r.json();
         let id = body["id"].as_str().unwrap().to_string();
@@ -105,7 +136,7 @@ async fn swapping_a_plugin_under_traffic_loses_nothing() {
         .await;
     assert!(failed.is_empty(), "no delivery failed: {failed:?}");
     let delivered = engine
-        .wait_deliveries(&format!("app_id={app}&status=delivered"), N)
+        .wait_deliveries(&format!("app_id={app}&status=delivered"), n)
         .await;
     assert!(
         delivered.iter().all(|d| d["attempts"] == 1),
@@ -118,32 +149,31 @@ async fn swapping_a_plugin_under_traffic_loses_nothing() {
         .map(|(_, at)| *at)
         .min()
         .expect("version 2 served");
-    let swap_latency = first_v2.saturating_duration_since(landed);
-    assert!(
-        swap_latency < Duration::from_secs(1),
-        "the new version served {swap_latency:?} after landing"
-    );
     println!(
         "plugin swap latency: {} ms from the file landing to the first delivery by the new version",
-        swap_latency.as_millis()
+        first_v2.saturating_duration_since(landed).as_millis()
     );
-    for (i, at) in emitted_at.iter().enumerate() {
+    // Before the file landed: the old version. Once the engine said the new
+    // one was active: the new version, every time. In between, either
+    // (deliveries run concurrently, so not in emission order).
+    let mut v2_seen = false;
+    for i in 0..n {
         let (version, _) = seen[&format!("s{i}")];
-        if *at > landed + Duration::from_secs(1) {
-            assert_eq!(
-                version,
-                2,
-                "event s{i}, emitted {:?} after the new file landed, used version 1",
-                *at - landed
-            );
-        }
-        if i < N / 3 {
+        if i < BEFORE {
             assert!(
-                version == 1 || *at + Duration::from_millis(50) > landed,
+                version == 1 || emitted_at[i] + Duration::from_millis(50) > landed,
                 "s{i} predates the swap"
             );
         }
+        if i >= active_at {
+            assert_eq!(
+                version, 2,
+                "event s{i}, emitted after the engine reported version 2 active, used version 1"
+            );
+        }
+        v2_seen |= version == 2;
     }
+    assert!(v2_seen);
     let (_, attempts) = engine
         .get(&format!(
             "/v1/deliveries/{}/attempts",
@@ -155,6 +185,7 @@ async fn swapping_a_plugin_under_traffic_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_files_are_refused_while_deliveries_go_on() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let mut receiver = Receiver::start().await;
     let app = engine.create_app("bad files").await;
@@ -222,6 +253,7 @@ async fn bad_files_are_refused_while_deliveries_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_misbehaving_plugin_is_contained_then_quarantined_and_a_new_version_lifts_it() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let mut options = EngineOptions::default();
     options
         .set("--plugin-quarantine-after", "4")
@@ -327,6 +359,7 @@ async fn a_misbehaving_plugin_is_contained_then_quarantined_and_a_new_version_li
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_plugin_makes_deliveries_wait_until_it_returns() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let mut receiver = Receiver::start().await;
     drop_plugin(&engine, "swap.wasm", &read(guests::SWAP_V1));
@@ -367,6 +400,7 @@ async fn removing_a_plugin_makes_deliveries_wait_until_it_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_file_replaces_a_builtin_and_removing_it_brings_the_builtin_back() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let builtin = plugins(&engine)
         .await
@@ -411,6 +445,7 @@ async fn a_plugin_file_replaces_a_builtin_and_removing_it_brings_the_builtin_bac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_loads_twenty_plugins_from_the_cache() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let dir = tempfile::tempdir().unwrap();
     let plugins_dir = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins_dir).unwrap();

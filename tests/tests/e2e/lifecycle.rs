@@ -20,6 +20,7 @@ fn options(dir: &std::path::Path, grace: &str) -> EngineOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_a_delivery_in_flight_finish() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = Receiver::holding().await;
     let mut engine = Engine::start_with(options(dir.path(), "20s")).await;
@@ -50,6 +51,7 @@ async fn shutdown_lets_a_delivery_in_flight_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_still_in_flight_at_the_deadline_is_sent_after_restart() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = Receiver::holding().await;
     // The request would wait a minute: shutdown must not.
@@ -97,6 +99,7 @@ async fn a_delivery_still_in_flight_at_the_deadline_is_sent_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_when_the_engine_is_killed() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = Receiver::holding().await;
     let mut opts = options(dir.path(), "20s");

@@ -92,6 +92,7 @@ async fn engine_with(file: &Path, name: &str) -> Engine {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_plugin_built_with_componentize_py_delivers() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let dir = example_dir("ntfy-python");
     let Some(tool) = find_tool("componentize-py", &[dir.join(".venv/bin/componentize-py")]) else {
         return missing(
@@ -194,6 +195,7 @@ async fn a_python_plugin_built_with_componentize_py_delivers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_javascript_plugin_built_with_componentize_js_delivers() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let dir = example_dir("pushover-js");
     let Some(tool) = find_tool(
         "componentize-js",

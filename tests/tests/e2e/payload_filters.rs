@@ -165,6 +165,7 @@ fn filters() -> Vec<(Option<&'static str>, Reference)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_endpoint_gets_exactly_the_events_its_filter_selects() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let mut receiver = Receiver::start().await;
     let app = engine.create_app("filters").await;
@@ -236,6 +237,7 @@ async fn each_endpoint_gets_exactly_the_events_its_filter_selects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_filter_is_refused_with_where_it_is_wrong() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let app = engine.create_app("bad-filters").await;
     let receiver = Receiver::start().await;

@@ -135,6 +135,7 @@ fn check_webhook(r: &Received) {
 
 #[tokio::test]
 async fn one_event_six_platforms() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let app = engine.create_app("chat").await;
     let plugins: [Case; 6] = [
@@ -205,6 +206,7 @@ async fn one_event_six_platforms() {
 
 #[tokio::test]
 async fn platform_answers_become_verdicts() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let app = engine.create_app("verdicts").await;
 
@@ -258,6 +260,7 @@ async fn platform_answers_become_verdicts() {
 
 #[tokio::test]
 async fn plugin_config_is_checked_by_the_plugin() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let app = engine.create_app("configs").await;
     for (plugin, config, option) in [

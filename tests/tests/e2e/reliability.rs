@@ -52,6 +52,7 @@ async fn endpoint(engine: &Engine, app: &str, id: &str) -> Value {
 /// first attempt recorded as the fault it met.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_bad_answer_is_retried_and_recorded() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start_with(options(&[
         "--request-timeout",
         "700ms",
@@ -208,6 +209,7 @@ async fn every_kind_of_bad_answer_is_retried_and_recorded() {
 /// deliveries queued must not delay a healthy endpoint beside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_endpoint_does_not_delay_a_healthy_one() {
+    hookline_tests::on_backend!(crate::BACKEND);
     const HEALTHY: usize = 2000;
     const STUCK: usize = 3000;
     let engine = Engine::start_with(options(&[
@@ -287,6 +289,7 @@ async fn receive_all(receiver: &mut FaultReceiver, n: usize) {
 /// what was not accepted, each request with its own stable webhook-id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_resends_only_the_requests_not_yet_accepted() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let mut o = options(&[]);
     o.plugin_files.push(hookline_tests::guests::FAN.into());
     let engine = Engine::start_with(o).await;
@@ -330,6 +333,7 @@ async fn a_retry_resends_only_the_requests_not_yet_accepted() {
 /// pauses only that endpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_and_429s_slow_only_their_endpoint() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start().await;
     let app = engine.create_app("rates").await;
     let mut limited = FaultReceiver::start(Fault::ok()).await;
@@ -396,6 +400,7 @@ async fn rate_limits_and_429s_slow_only_their_endpoint() {
 /// is back, with no attempts burned while the breaker was open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_breaker_opens_probes_and_closes_without_burning_attempts() {
+    hookline_tests::on_backend!(crate::BACKEND);
     const EVENTS: usize = 30;
     let engine = Engine::start_with(options(&[
         "--breaker-threshold",
@@ -471,6 +476,7 @@ async fn the_breaker_opens_probes_and_closes_without_burning_attempts() {
 /// enabling it again delivers what was held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_disable_notifies_the_operator_through_slack_and_enabling_resumes() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start_with(options(&[
         "--breaker-threshold",
         "2",
@@ -588,6 +594,7 @@ async fn auto_disable_notifies_the_operator_through_slack_and_enabling_resumes()
 /// its original `webhook-id`; the operation reports its progress.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovering_an_endpoint_delivers_its_dead_letters_with_their_ids() {
+    hookline_tests::on_backend!(crate::BACKEND);
     const N: usize = 1000;
     let engine = Engine::start_with(options(&[
         "--retry-schedule",
@@ -649,6 +656,7 @@ async fn recovering_an_endpoint_delivers_its_dead_letters_with_their_ids() {
 /// event fans it out again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_one_and_replay_an_event() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start_with(options(&["--retry-schedule", ""])).await;
     let app = engine.create_app("retry").await;
     let mut receiver = FaultReceiver::start(Fault::ok()).await;
@@ -696,6 +704,7 @@ async fn retry_one_and_replay_an_event() {
 /// arrive in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ordered_endpoint_receives_in_order_through_failures() {
+    hookline_tests::on_backend!(crate::BACKEND);
     const N: usize = 1000;
     let engine = Engine::start_with(options(&["--retry-schedule", "10ms,10ms,10ms"])).await;
     let app = engine.create_app("ordered").await;
@@ -740,6 +749,7 @@ async fn an_ordered_endpoint_receives_in_order_through_failures() {
 /// longer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_prunes_delivered_and_keeps_failed_longer() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start_with(options(&[
         "--retry-schedule",
         "",

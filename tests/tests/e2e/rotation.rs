@@ -35,6 +35,7 @@ fn verifies(secret: &str, r: &hookline_tests::Received) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_the_overlap_either_secret_verifies_and_after_it_only_the_new_one() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let mut options = EngineOptions::default();
     options.set("--secret-rotation-overlap", "3s");
     let engine = Engine::start_with(options).await;
@@ -134,6 +135,7 @@ fn verifies_ed25519(public_key: &str, r: &hookline_tests::Received) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ed25519_signatures_verify_with_the_public_key_and_rotate_the_same_way() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let mut options = EngineOptions::default();
     options.set("--secret-rotation-overlap", "3s");
     let engine = Engine::start_with(options).await;

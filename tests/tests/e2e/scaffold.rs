@@ -41,6 +41,7 @@ fn cargo(dir: &Path, args: &[&str]) {
 
 #[tokio::test]
 async fn a_new_plugin_builds_tests_and_delivers() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(hookline_bin())
         .args(["plugin", "new", "greeter", "--dir"])

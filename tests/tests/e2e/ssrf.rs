@@ -28,6 +28,7 @@ fn open(dir: &std::path::Path) -> EngineOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_loopback_form_is_refused_when_saved() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let engine = Engine::start_with(guarded(None)).await;
     let receiver = FaultReceiver::start(Fault::ok()).await;
     let port = receiver.url.rsplit(':').next().unwrap().to_string();
@@ -59,6 +60,7 @@ async fn every_loopback_form_is_refused_when_saved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_checked_on_the_address_they_reach() {
+    hookline_tests::on_backend!(crate::BACKEND);
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = FaultReceiver::start(Fault::ok()).await;
     let port = receiver.url.rsplit(':').next().unwrap().to_string();

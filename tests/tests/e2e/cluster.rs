@@ -1,0 +1,431 @@
+//! Several engine processes on one PostgreSQL database: the work shared
+//! without double-sending, a process killed mid-load and its work finished
+//! by the others, and the database going away under load. Compiled only
+//! into `e2e_postgres` (a SQLite file has one process).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use hookline_tests::{Engine, EngineOptions, Received, Receiver, TcpProxy, eventually};
+use serde_json::{Value, json};
+
+const ENDPOINTS: usize = 50;
+
+/// An app with `ENDPOINTS` endpoints on `receiver`, endpoint `i` taking the
+/// events of type `t<i>`.
+async fn fan(engine: &Engine, receiver: &Receiver) -> String {
+    let app = engine.create_app("cluster").await;
+    for i in 0..ENDPOINTS {
+        engine
+            .create_endpoint(
+                &app,
+                json!({ "url": format!("{}/ep{i}", receiver.url), "filter_types": [format!("t{i}")] }),
+            )
+            .await;
+    }
+    app
+}
+
+fn events(from: usize, to: usize) -> Value {
+    Value::Array(
+        (from..to)
+            .map(|n| json!({ "id": format!("e{n}"), "source": "load", "type": format!("t{}", n % ENDPOINTS), "data": { "n": n } }))
+            .collect(),
+    )
+}
+
+/// Receives `n` requests and counts them by `webhook-id`.
+async fn receive(receiver: &mut Receiver, n: usize, by_id: &mut HashMap<String, Vec<Received>>) {
+    for _ in 0..n {
+        let r = receiver.next(Duration::from_secs(120)).await;
+        by_id
+            .entry(r.header("webhook-id").to_string())
+            .or_default()
+            .push(r);
+    }
+}
+
+/// What a process says it did when it stops: (attempts, delivered).
+fn work_done(engine: &Engine) -> (u64, u64) {
+    let log = engine.log();
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("dispatcher finished its work"))
+        .unwrap_or_else(|| panic!("no summary in the log:\n{log}"));
+    let field = |name: &str| -> u64 {
+        let plain: String = line
+            .replace("\u{1b}[3m", "")
+            .replace("\u{1b}[0m", "")
+            .replace("\u{1b}[2m", "");
+        let at = plain
+            .find(&format!("{name}="))
+            .unwrap_or_else(|| panic!("{name} in {plain}"));
+        plain[at + name.len() + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    (field("attempts"), field("delivered"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_share_thirty_thousand_deliveries_exactly_once() {
+    hookline_tests::on_backend!(crate::BACKEND);
+    const EVENTS: usize = 30_000;
+    let mut receiver = Receiver::start().await;
+    // Few deliveries in flight per process, so the one that takes the
+    // events in cannot send them all itself.
+    let mut options = EngineOptions::default();
+    options.set("--max-in-flight", "32");
+    let a = Engine::start_with(options.clone()).await;
+    let b = a.join(options.clone()).await;
+    let c = a.join(options).await;
+    let app = fan(&a, &receiver).await;
+
+    // Every event goes in through the first process, which leases to itself
+    // only what it can send soon; the rest is announced, and the three
+    // claim it from the database. So the claim path is what shares the
+    // work, with SKIP LOCKED keeping the claims apart.
+    let mut engines = [a, b, c];
+    let started = Instant::now();
+    let emitter = {
+        let (urls, key) = (
+            engines.iter().map(|e| e.url.clone()).collect::<Vec<_>>(),
+            engines[0].key.clone(),
+        );
+        let app = app.clone();
+        tokio::spawn(async move {
+            let http = hookline_tests::client(&key);
+            for from in (0..EVENTS).step_by(250) {
+                let url = format!("{}/v1/events?app_id={app}", urls[0]);
+                let r = http
+                    .post(url)
+                    .json(&events(from, from + 250))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+            }
+        })
+    };
+    let mut by_id = HashMap::new();
+    receive(&mut receiver, EVENTS, &mut by_id).await;
+    emitter.await.unwrap();
+    let elapsed = started.elapsed();
+
+    for (id, copies) in by_id.iter().filter(|(_, v)| v.len() > 1).take(3) {
+        let gap = copies[1].at.duration_since(copies[0].at);
+        let (_, attempts) = engines[0]
+            .get(&format!("/v1/deliveries/{id}/attempts"))
+            .await;
+        let (_, delivery) = engines[0].get(&format!("/v1/deliveries/{id}")).await;
+        println!("DUP {id}: second copy {gap:?} after the first; {delivery}; attempts {attempts}");
+    }
+    // Stop the three (each finishes what it has); nothing else may come.
+    for engine in &mut engines {
+        engine.stop();
+    }
+    for r in receiver.drain() {
+        by_id
+            .entry(r.header("webhook-id").to_string())
+            .or_default()
+            .push(r);
+    }
+    assert_eq!(by_id.len(), EVENTS, "one webhook-id per delivery");
+    let twice: Vec<_> = by_id.iter().filter(|(_, v)| v.len() > 1).collect();
+    if !twice.is_empty() {
+        // What the processes warned about.
+        for (i, engine) in engines.iter().enumerate() {
+            for line in engine
+                .log()
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("stopp"))
+                .take(20)
+            {
+                println!("  process {}: {line}", i + 1);
+            }
+        }
+        for (id, copies) in twice.iter().take(3) {
+            let gap = copies[1].at.duration_since(copies[0].at);
+            println!("{id}: second copy {gap:?} after the first");
+        }
+    }
+    assert!(
+        twice.is_empty(),
+        "{} deliveries arrived more than once",
+        twice.len()
+    );
+    let events_seen: HashSet<u64> = by_id
+        .values()
+        .map(|v| v[0].json()["data"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(events_seen.len(), EVENTS, "every event delivered");
+
+    let counts: Vec<(u64, u64)> = engines.iter().map(work_done).collect();
+    println!(
+        "{EVENTS} deliveries over {ENDPOINTS} endpoints by 3 processes in {:.1} s: {}",
+        elapsed.as_secs_f64(),
+        counts
+            .iter()
+            .enumerate()
+            .map(|(i, (_, d))| format!("process {} delivered {d}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert_eq!(
+        counts.iter().map(|(_, d)| d).sum::<u64>(),
+        EVENTS as u64,
+        "the processes' own counts add up: {counts:?}"
+    );
+    assert!(
+        counts.iter().all(|(_, d)| *d > 0),
+        "every process did some of the work: {counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_s_work_is_finished_by_the_others() {
+    hookline_tests::on_backend!(crate::BACKEND);
+    const EVENTS: usize = 6_000;
+    // Short leases, so the survivors take the victim's work within the test.
+    let mut options = EngineOptions::default();
+    options
+        .set("--lease", "3s")
+        .set("--request-timeout", "1s")
+        .set("--connect-timeout", "1s");
+    let mut receiver = Receiver::start().await;
+    let victim = Engine::start_with(options.clone()).await;
+    let app = fan(&victim, &receiver).await;
+    let b = victim.join(options.clone()).await;
+    let c = victim.join(options.clone()).await;
+
+    // The victim takes half the events; the others a quarter each.
+    let mut victim = victim;
+    for (i, from) in (0..EVENTS).step_by(250).enumerate() {
+        let engine = match i % 4 {
+            0 | 1 => &victim,
+            2 => &b,
+            _ => &c,
+        };
+        engine.emit(&app, events(from, from + 250)).await;
+    }
+    let mut by_id: HashMap<String, Vec<Received>> = HashMap::new();
+    receive(&mut receiver, EVENTS / 5, &mut by_id).await;
+    victim.kill();
+    let killed_at = Instant::now();
+
+    // Everything arrives: the survivors send what the victim held once its
+    // leases run out.
+    eventually("every delivery to arrive", Duration::from_secs(120), || {
+        for r in receiver.drain() {
+            by_id
+                .entry(r.header("webhook-id").to_string())
+                .or_default()
+                .push(r);
+        }
+        let done = by_id.len() >= EVENTS;
+        async move { done.then_some(()) }
+    })
+    .await;
+    let (mut b, mut c) = (b, c);
+    b.stop();
+    c.stop();
+    for r in receiver.drain() {
+        by_id
+            .entry(r.header("webhook-id").to_string())
+            .or_default()
+            .push(r);
+    }
+    assert_eq!(by_id.len(), EVENTS, "nothing lost");
+    // Duplicates: only deliveries the victim had sent before it died (a
+    // first copy received before the kill), each under its own webhook-id.
+    let twice: Vec<&Vec<Received>> = by_id.values().filter(|v| v.len() > 1).collect();
+    for copies in &twice {
+        assert_eq!(copies.len(), 2, "sent at most twice");
+        assert!(
+            copies[0].at <= killed_at + Duration::from_millis(200),
+            "a duplicate whose first copy came after the kill: not the victim's"
+        );
+        assert_eq!(copies[0].body, copies[1].body, "the same request again");
+    }
+    println!(
+        "killed one of three processes after {} deliveries: {} of {EVENTS} were sent twice (in flight at the kill)",
+        EVENTS / 5,
+        twice.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_going_away_for_ten_seconds_loses_nothing() {
+    hookline_tests::on_backend!(crate::BACKEND);
+    // The engine reaches the database through a proxy this test can cut.
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _) = hookline_tests::database::database_url_for(dir.path()).unwrap();
+    let mut via_proxy = url::Url::parse(&url).unwrap();
+    let target = format!(
+        "{}:{}",
+        via_proxy.host_str().unwrap(),
+        via_proxy.port().unwrap_or(5432)
+    );
+    let proxy = TcpProxy::start(
+        tokio::net::lookup_host(&target)
+            .await
+            .unwrap()
+            .next()
+            .unwrap(),
+    )
+    .await;
+    via_proxy.set_port(Some(proxy.port)).unwrap();
+    std::fs::write(dir.path().join("test-database-url"), via_proxy.as_str()).unwrap();
+
+    let mut receiver = Receiver::start().await;
+    let engine = Engine::start_with(EngineOptions {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..EngineOptions::default()
+    })
+    .await;
+    let app = engine.create_app("outage").await;
+    engine
+        .create_endpoint(&app, json!({ "url": receiver.url }))
+        .await;
+
+    // One event every 10 ms for 16 s; the database is away from 3 s to 13 s.
+    let mut accepted = HashSet::new();
+    let (mut refused, mut ready_during_outage) = (0, None);
+    let mut pace = tokio::time::interval(Duration::from_millis(10));
+    let started = Instant::now();
+    let mut cut = false;
+    let mut restored = false;
+    let mut accepted_after = 0;
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(16) {
+        pace.tick().await;
+        if !cut && started.elapsed() >= Duration::from_secs(3) {
+            proxy.cut();
+            cut = true;
+        }
+        if cut
+            && !restored
+            && ready_during_outage.is_none()
+            && started.elapsed() >= Duration::from_secs(6)
+        {
+            ready_during_outage = Some(engine.get("/readyz").await.0);
+        }
+        if cut && !restored && started.elapsed() >= Duration::from_secs(13) {
+            proxy.restore();
+            restored = true;
+        }
+        let id = format!("o{n}");
+        n += 1;
+        let r = engine
+            .http
+            .post(format!("{}/v1/events?app_id={app}", engine.url))
+            .json(&json!({ "id": id, "source": "outage", "type": "t" }))
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            202 => {
+                accepted.insert(id);
+                if restored {
+                    accepted_after += 1;
+                }
+            }
+            503 => {
+                assert!(
+                    r.headers().contains_key("retry-after"),
+                    "503 without Retry-After"
+                );
+                refused += 1;
+            }
+            other => panic!("{id}: {other} {}", r.text().await.unwrap()),
+        }
+    }
+    assert!(
+        refused > 0,
+        "the outage was felt: some events were refused with 503"
+    );
+    assert_eq!(
+        ready_during_outage,
+        Some(503),
+        "/readyz said the store is away"
+    );
+    assert!(
+        accepted_after > 0,
+        "the engine took events again after the database came back, without a restart"
+    );
+
+    // Every event accepted arrives, those accepted just before the cut too.
+    let mut seen = HashSet::new();
+    eventually(
+        "every accepted event to arrive",
+        Duration::from_secs(60),
+        || {
+            for r in receiver.drain() {
+                seen.insert(r.json()["id"].as_str().unwrap().to_string());
+            }
+            let done = accepted.is_subset(&seen);
+            async move { done.then_some(()) }
+        },
+    )
+    .await;
+    println!(
+        "database away for 10 s: {} events accepted and delivered, {refused} refused with 503",
+        accepted.len()
+    );
+    let (status, _) = engine.get("/readyz").await;
+    assert_eq!(status, 200);
+    let mut engine = engine;
+    engine.stop();
+    hookline_tests::database::drop_database_of(dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_or_revoked_through_one_process_holds_in_the_others() {
+    hookline_tests::on_backend!(crate::BACKEND);
+    let a = Engine::start().await;
+    let b = a.join(EngineOptions::default()).await;
+    let app = a.create_app("keys").await;
+    let (status, made) = a
+        .post("/v1/api-keys", &json!({ "name": "app key", "app_id": app }))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let key = made["key"].as_str().unwrap();
+    let app_client = hookline_tests::client(key);
+
+    // At once, through the other process.
+    let r = app_client
+        .get(format!("{}/v1/apps/{app}", b.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "a new key works through every process at once"
+    );
+
+    // Revoked through the first process: refused by the second shortly
+    // after (it reloads keys every 2 s).
+    let id = made["id"].as_str().unwrap();
+    assert_eq!(a.delete(&format!("/v1/api-keys/{id}")).await, 200);
+    let revoked_at = Instant::now();
+    eventually(
+        "the revocation to reach the other process",
+        Duration::from_secs(10),
+        || {
+            let (client, url) = (app_client.clone(), format!("{}/v1/apps/{app}", b.url));
+            async move {
+                let status = client.get(url).send().await.unwrap().status();
+                (status == 401).then_some(())
+            }
+        },
+    )
+    .await;
+    println!(
+        "a revocation through one process was enforced by another after {} ms",
+        revoked_at.elapsed().as_millis()
+    );
+}
