@@ -34,14 +34,27 @@ fn events(from: usize, to: usize) -> Value {
     )
 }
 
+/// Requests received, by `webhook-id`.
+type ById = HashMap<String, Vec<Received>>;
+
+fn record(by_id: &mut ById, r: Received) {
+    by_id
+        .entry(r.header("webhook-id").to_string())
+        .or_default()
+        .push(r);
+}
+
 /// Receives `n` requests and counts them by `webhook-id`.
-async fn receive(receiver: &mut Receiver, n: usize, by_id: &mut HashMap<String, Vec<Received>>) {
+async fn receive(receiver: &mut Receiver, n: usize, by_id: &mut ById) {
     for _ in 0..n {
-        let r = receiver.next(Duration::from_secs(120)).await;
-        by_id
-            .entry(r.header("webhook-id").to_string())
-            .or_default()
-            .push(r);
+        record(by_id, receiver.next(Duration::from_secs(120)).await);
+    }
+}
+
+/// Records whatever has arrived meanwhile.
+fn record_arrived(receiver: &mut Receiver, by_id: &mut ById) {
+    for r in receiver.drain() {
+        record(by_id, r);
     }
 }
 
@@ -115,24 +128,11 @@ async fn three_processes_share_thirty_thousand_deliveries_exactly_once() {
     emitter.await.unwrap();
     let elapsed = started.elapsed();
 
-    for (id, copies) in by_id.iter().filter(|(_, v)| v.len() > 1).take(3) {
-        let gap = copies[1].at.duration_since(copies[0].at);
-        let (_, attempts) = engines[0]
-            .get(&format!("/v1/deliveries/{id}/attempts"))
-            .await;
-        let (_, delivery) = engines[0].get(&format!("/v1/deliveries/{id}")).await;
-        println!("DUP {id}: second copy {gap:?} after the first; {delivery}; attempts {attempts}");
-    }
     // Stop the three (each finishes what it has); nothing else may come.
     for engine in &mut engines {
         engine.stop();
     }
-    for r in receiver.drain() {
-        by_id
-            .entry(r.header("webhook-id").to_string())
-            .or_default()
-            .push(r);
-    }
+    record_arrived(&mut receiver, &mut by_id);
     assert_eq!(by_id.len(), EVENTS, "one webhook-id per delivery");
     let twice: Vec<_> = by_id.iter().filter(|(_, v)| v.len() > 1).collect();
     if !twice.is_empty() {
@@ -211,7 +211,7 @@ async fn a_killed_process_s_work_is_finished_by_the_others() {
         };
         engine.emit(&app, events(from, from + 250)).await;
     }
-    let mut by_id: HashMap<String, Vec<Received>> = HashMap::new();
+    let mut by_id = ById::new();
     receive(&mut receiver, EVENTS / 5, &mut by_id).await;
     victim.kill();
     let killed_at = Instant::now();
@@ -219,12 +219,7 @@ async fn a_killed_process_s_work_is_finished_by_the_others() {
     // Everything arrives: the survivors send what the victim held once its
     // leases run out.
     eventually("every delivery to arrive", Duration::from_secs(120), || {
-        for r in receiver.drain() {
-            by_id
-                .entry(r.header("webhook-id").to_string())
-                .or_default()
-                .push(r);
-        }
+        record_arrived(&mut receiver, &mut by_id);
         let done = by_id.len() >= EVENTS;
         async move { done.then_some(()) }
     })
@@ -232,12 +227,7 @@ async fn a_killed_process_s_work_is_finished_by_the_others() {
     let (mut b, mut c) = (b, c);
     b.stop();
     c.stop();
-    for r in receiver.drain() {
-        by_id
-            .entry(r.header("webhook-id").to_string())
-            .or_default()
-            .push(r);
-    }
+    record_arrived(&mut receiver, &mut by_id);
     assert_eq!(by_id.len(), EVENTS, "nothing lost");
     // Duplicates: only deliveries the victim had sent before it died (a
     // first copy received before the kill), each under its own webhook-id.
