@@ -121,3 +121,56 @@ fn bench_runs_to_completion_with_several_filtered_endpoints() {
     );
     assert!(text.contains("received 600 of 600, duplicates 0"), "{text}");
 }
+
+#[test]
+fn migrate_applies_once_and_serve_no_migrate_refuses_a_store_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+
+    // A store that does not exist yet: `serve --no-migrate` refuses to
+    // start and says what to run.
+    let out = hookline()
+        .args([
+            "serve",
+            "--no-migrate",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pending migrations") && err.contains("hookline migrate"),
+        "{err}"
+    );
+
+    let out = hookline()
+        .args(["migrate", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied = String::from_utf8_lossy(&out.stdout);
+    let migrations =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/sqlite"))
+            .unwrap()
+            .count();
+    assert_eq!(
+        applied.matches(": applied ").count(),
+        migrations,
+        "{applied}"
+    );
+
+    let out = hookline()
+        .args(["migrate", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
+}
