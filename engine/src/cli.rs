@@ -3,6 +3,7 @@
 
 pub mod args;
 mod bench;
+mod claim_bench;
 mod migrate;
 
 mod plugin;
@@ -25,6 +26,7 @@ pub fn main() -> ExitCode {
         args::Command::Plugin(args::PluginCommand::New(new)) => scaffold::new_plugin(new),
         args::Command::Plugin(args::PluginCommand::Bench(bench)) => plugin_bench::run(bench),
         args::Command::Bench(bench) => bench::run(bench),
+        args::Command::BenchClaims(bench) => claim_bench::run(bench),
         args::Command::SecretKey(args::SecretKeyCommand::New) => secret_key::new(),
         args::Command::SecretKey(args::SecretKeyCommand::Status(status)) => {
             secret_key::status(status)

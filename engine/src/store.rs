@@ -15,6 +15,7 @@ pub mod connection;
 pub mod deliveries;
 pub mod endpoints;
 pub mod events;
+pub mod flow;
 pub mod notify;
 pub mod operations;
 pub mod schema;
@@ -237,6 +238,28 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+
+    /// Runs `f` in a short read-write transaction of its own, beside the
+    /// writer's group commit rather than in it: coordination between
+    /// processes ([`flow`]) that one delivery waits on, and that must not
+    /// wait for a group of ingests. On SQLite (one writer) it is a write.
+    pub async fn coordinate<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+    {
+        if self.backend() == Backend::Sqlite {
+            return self.write(f).await;
+        }
+        self.read(move |conn| {
+            connection::immediate_transaction(conn, |conn| {
+                // Pooled connections are read-only by default.
+                diesel::sql_query("SET TRANSACTION READ WRITE").execute(conn)?;
+                f(conn)
+            })
+        })
+        .await
     }
 
     /// Waits until every write queued so far has committed and stops the writer.

@@ -32,6 +32,9 @@ pub enum Command {
     Plugin(PluginCommand),
     /// Measure end-to-end delivery throughput and latency on this machine.
     Bench(BenchArgs),
+    /// Measure the claim path alone (claim and complete, no sending) with
+    /// 1…N workers on one database: what processes sharing it contend on.
+    BenchClaims(BenchClaimsArgs),
     /// Keys that encrypt endpoint credentials at rest (`HOOKLINE_SECRET_KEY`).
     #[command(subcommand)]
     SecretKey(SecretKeyCommand),
@@ -311,7 +314,8 @@ pub struct BenchArgs {
     /// Plugin of the benchmark's endpoint.
     #[arg(long, default_value = "webhook")]
     pub plugin: String,
-    /// Requests in flight to the benchmark's endpoint (its `max_in_flight`).
+    /// Requests in flight to one endpoint, per engine process (passed to each
+    /// as `--endpoint-max-in-flight`).
     #[arg(long, default_value_t = 1000)]
     pub endpoint_max_in_flight: u32,
     /// Endpoints in the benchmark's app; every event goes to each of them.
@@ -329,7 +333,32 @@ pub struct BenchArgs {
     /// database; the bench leaves its rows there).
     #[arg(long = "database-url", value_parser = DatabaseUrl::parse)]
     pub database_url: Option<DatabaseUrl>,
+    /// Engine processes sharing the one database (more than one needs
+    /// `--database-url postgres://…`); events are emitted to them in turn,
+    /// as a load balancer would.
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
     /// Give up after this long.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
     pub timeout: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchClaimsArgs {
+    /// An empty database to fill and measure: a SQLite file or
+    /// `postgres://…` (the bench leaves its rows there).
+    #[arg(long = "database-url", value_parser = DatabaseUrl::parse)]
+    pub database_url: DatabaseUrl,
+    /// Pending deliveries, made due again for each worker count.
+    #[arg(long, default_value_t = 20_000)]
+    pub deliveries: usize,
+    /// Endpoints they are spread over.
+    #[arg(long, default_value_t = 50)]
+    pub endpoints: usize,
+    /// Deliveries per claim, at most.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Worker counts to measure, each a round of its own.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4")]
+    pub workers: Vec<usize>,
 }

@@ -1,7 +1,7 @@
 //! `hookline bench`: end-to-end throughput and latency on this machine.
 //!
 //! Starts the engine as a child process (this same binary, `serve`) on a
-//! fresh SQLite file, a receiver on 127.0.0.1 in this process, creates one
+//! fresh SQLite file (or `--processes N` of them on one PostgreSQL database), a receiver on 127.0.0.1 in this process, creates one
 //! endpoint (or `--endpoints N`, optionally with a payload `--filter`), emits
 //! N events with bounded concurrency and waits until every delivery has been
 //! received. Prints deliveries/s end to end, emit→received
@@ -45,6 +45,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         (1..=100).contains(&args.endpoints),
         "--endpoints must be 1 to 100"
     );
+    anyhow::ensure!(
+        (1..=8).contains(&args.processes),
+        "--processes must be 1 to 8"
+    );
+    anyhow::ensure!(
+        args.processes == 1
+            || args
+                .database_url
+                .as_ref()
+                .is_some_and(|url| url.backend() == crate::store::Backend::Postgres),
+        "--processes above 1 needs --database-url postgres://… (a SQLite file has one process)"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -72,15 +84,27 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         all: Notify::new(),
     });
     let receiver_url = start_receiver(received.clone()).await?;
-    let mut engine = Engine::start(args, dir)?;
-    // The engine wrote its first admin key into the data directory.
-    let key = std::fs::read_to_string(dir.join(crate::auth::ADMIN_KEY_FILE))
+    let mut engines = vec![Engine::start(args, &dir.join("0"))?];
+    // The first engine wrote its first admin key into its data directory;
+    // the others find it in the database they share.
+    let key = std::fs::read_to_string(dir.join("0").join(crate::auth::ADMIN_KEY_FILE))
         .context("the engine wrote no admin key")?;
-    let result = drive(args, &engine.url, key.trim(), &receiver_url, &received).await;
-    let peak_rss = engine.peak_rss_kib();
-    let engine_cpu = cpu_secs(&format!("/proc/{}/stat", engine.child.id()));
+    for i in 1..args.processes {
+        engines.push(Engine::start(args, &dir.join(i.to_string()))?);
+    }
+    let urls: Vec<&str> = engines.iter().map(|e| e.url.as_str()).collect();
+    let result = drive(args, &urls, key.trim(), &receiver_url, &received).await;
+    let peak_rss = engines.iter().map(Engine::peak_rss_kib).max().flatten();
+    let engine_cpu = engines
+        .iter()
+        .map(|e| cpu_secs(&format!("/proc/{}/stat", e.child.id())))
+        .sum::<Option<f64>>();
     let own_cpu = cpu_secs("/proc/self/stat");
-    engine.stop();
+    for engine in &mut engines {
+        engine.stop();
+    }
+    // Who delivered what: each process logs its count when it stops.
+    let shares: Vec<String> = engines.iter().map(Engine::delivered).collect();
     let stats = result?;
 
     let mut lat = received.latencies_us.lock().unwrap().clone();
@@ -92,7 +116,7 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     };
     let got = received.count.load(Ordering::Relaxed);
     println!(
-        "hookline bench: {} events of {} B data, batch {}, concurrency {}, plugin {}, durability {:?}, {} endpoint(s), filter {}, database {}",
+        "hookline bench: {} events of {} B data, batch {}, concurrency {}, plugin {}, durability {:?}, {} endpoint(s), filter {}, database {}, {} process(es)",
         args.events,
         args.data_bytes,
         args.batch,
@@ -103,7 +127,8 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         args.filter.as_deref().unwrap_or("none"),
         args.database_url
             .as_ref()
-            .map_or_else(|| "a SQLite file".to_string(), ToString::to_string)
+            .map_or_else(|| "a SQLite file".to_string(), ToString::to_string),
+        args.processes
     );
     println!(
         "  emitted in        {:>8.2} s  ({:.0} events/s accepted)",
@@ -143,6 +168,9 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
             engine_cpu * 1e6 / got.max(1) as f64
         );
     }
+    if args.processes > 1 {
+        println!("  delivered by each process  {}", shares.join(" / "));
+    }
     match peak_rss {
         Some(kib) => println!("  engine peak RSS   {:.1} MiB", kib as f64 / 1024.0),
         None => println!("  engine peak RSS   unknown (no /proc)"),
@@ -164,7 +192,7 @@ struct Stats {
 
 async fn drive(
     args: &BenchArgs,
-    engine: &str,
+    engines: &[&str],
     key: &str,
     receiver: &str,
     received: &Arc<Received>,
@@ -178,6 +206,7 @@ async fn drive(
         .pool_max_idle_per_host(args.concurrency)
         .default_headers(headers)
         .build()?;
+    let engine = engines[0];
     let app: serde_json::Value = http
         .post(format!("{engine}/v1/apps"))
         .json(&json!({"name": "bench"}))
@@ -189,11 +218,13 @@ async fn drive(
     for i in 0..args.endpoints {
         // Endpoints that take all the engine can send: the bench measures
         // the engine, not the per-endpoint caps that protect other endpoints
-        // (nor a chat platform's rate limit, when --plugin names one).
+        // (nor a chat platform's rate limit, when --plugin names one). The
+        // cap is each engine's default (`--endpoint-max-in-flight`), not the
+        // endpoint's own, which several processes would share through the
+        // database.
         let mut body = json!({
             "url": format!("{receiver}/hook/{i}"),
             "plugin": args.plugin,
-            "max_in_flight": args.endpoint_max_in_flight,
             "rate_limit": {"per_second": 0},
         });
         if let Some(filter) = &args.filter {
@@ -213,7 +244,10 @@ async fn drive(
 
     let filler = "x".repeat(args.data_bytes.saturating_sub(120));
     let limit = Arc::new(Semaphore::new(args.concurrency));
-    let url: Arc<str> = format!("{engine}/v1/events?app_id={app}").into();
+    let urls: Vec<Arc<str>> = engines
+        .iter()
+        .map(|engine| format!("{engine}/v1/events?app_id={app}").into())
+        .collect();
     let started = Instant::now();
     let mut tasks = Vec::new();
     let mut i = 0;
@@ -236,7 +270,7 @@ async fn drive(
             serde_json::Value::Array(events)
         };
         let permit = limit.clone().acquire_owned().await?;
-        let (http, url) = (http.clone(), url.clone());
+        let (http, url) = (http.clone(), urls[tasks.len() % urls.len()].clone());
         tasks.push(tokio::spawn(async move {
             let r = http.post(&*url).json(&body).send().await;
             drop(permit);
@@ -327,13 +361,19 @@ fn number_after(body: &[u8], key: &[u8]) -> Option<u64> {
         .ok()
 }
 
+/// Where each engine's log goes, in its data directory.
+const LOG_FILE: &str = "engine.log";
+
 struct Engine {
     child: Child,
     url: String,
+    dir: std::path::PathBuf,
 }
 
 impl Engine {
     fn start(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Engine> {
+        std::fs::create_dir_all(dir)?;
+        let log = std::fs::File::create(dir.join(LOG_FILE))?;
         let durability = match args.durability {
             crate::store::Durability::Full => "full",
             crate::store::Durability::Normal => "normal",
@@ -348,6 +388,8 @@ impl Engine {
                 // The bench's receiver is on loopback.
                 "--allow-network",
                 "127.0.0.0/8",
+                "--endpoint-max-in-flight",
+                &args.endpoint_max_in_flight.to_string(),
             ])
             .arg("--data-dir")
             .arg(dir)
@@ -358,9 +400,12 @@ impl Engine {
             )
             .env(
                 "HOOKLINE_LOG",
-                std::env::var("HOOKLINE_LOG").unwrap_or_else(|_| "warn".into()),
+                // Warnings, and the dispatcher's count of its work at the end.
+                std::env::var("HOOKLINE_LOG")
+                    .unwrap_or_else(|_| "warn,hookline::delivery::dispatcher=info".into()),
             )
             .stdout(Stdio::piped())
+            .stderr(log)
             .spawn()
             .context("failed to start the engine")?;
         let stdout = child.stdout.take().context("no stdout")?;
@@ -369,7 +414,11 @@ impl Engine {
             if let Some(url) = line?.strip_prefix("hookline listening on ") {
                 let url = url.to_string();
                 std::thread::spawn(move || lines.for_each(drop));
-                return Ok(Engine { child, url });
+                return Ok(Engine {
+                    child,
+                    url,
+                    dir: dir.to_path_buf(),
+                });
             }
         }
         bail!("the engine exited before it was ready")
@@ -381,6 +430,33 @@ impl Engine {
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// The deliveries this engine says it made (after it stopped), or "?".
+    fn delivered(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join(LOG_FILE)).unwrap_or_default();
+        // Without colours' escape sequences, which may wrap `delivered`.
+        let mut plain = String::with_capacity(log.len());
+        let mut rest = log.as_str();
+        while let Some(at) = rest.find('\u{1b}') {
+            plain.push_str(&rest[..at]);
+            rest = rest[at..].find('m').map_or("", |end| &rest[at + end + 1..]);
+        }
+        plain.push_str(rest);
+        plain
+            .lines()
+            .rfind(|l| l.contains("dispatcher finished its work"))
+            .and_then(|line| {
+                let at = line.find("delivered=")? + "delivered=".len();
+                Some(
+                    line[at..]
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect::<String>(),
+                )
+            })
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "?".into())
     }
 
     fn stop(&mut self) {

@@ -35,12 +35,13 @@ use crate::id::{new_id, now_ms};
 use crate::plugins::{
     CallError, GuestError, LoadedPlugin, PluginEvent, PluginHost, PluginResponse, Verdict,
 };
-use crate::store::Store;
 use crate::store::deliveries::{
     self, Attempt, AttemptOutcome, ClaimRequest, Claimed, Completion, DeliveryStatus,
     EndpointSignal, HoldKind,
 };
 use crate::store::endpoints::Endpoint;
+use crate::store::flow::{self, Reservation};
+use crate::store::{Backend, Store};
 
 /// Tuning of the dispatcher.
 #[derive(Debug, Clone)]
@@ -97,9 +98,23 @@ pub struct Dispatcher {
 
 /// A finished delivery task's report to the loop.
 struct TaskDone {
-    completion: Completion,
-    /// Leave this endpoint alone for a while (429, rate-limit headers).
+    endpoint_id: String,
+    outcome: TaskOutcome,
+    /// Leave this endpoint alone for a while (429, rate-limit headers, the
+    /// cluster's rate schedule).
     pause: Option<Duration>,
+}
+
+enum TaskOutcome {
+    /// An outcome to record.
+    Completed(Completion),
+    /// Not sent, and no attempt used: the cluster's flow control had no room
+    /// for it (see [`cluster_gate`]); give it back, due at this time (ms).
+    Deferred {
+        id: String,
+        token: Arc<str>,
+        due: i64,
+    },
 }
 
 /// What the completion writer tells the loop after a commit.
@@ -441,17 +456,38 @@ impl Loop {
             self.give_back.push((job.id, job.token, now_ms()));
             return;
         }
+        // Several processes on one database share the endpoint's limits
+        // through it (one SQLite process has them all in its lanes).
+        let shared = (self.ctx.store.backend() == Backend::Postgres)
+            .then(|| SharedLimits::of(&job.endpoint, self.limits(&job.endpoint)))
+            .filter(|limits| limits.max_in_flight.is_some() || limits.rate.is_some());
         let ctx = self.ctx.clone();
         let done = self.done_tx.clone();
         self.tasks.spawn(async move {
-            let (completion, pause) = deliver(&ctx, job).await;
+            let endpoint_id = job.endpoint.id.clone();
+            let (outcome, pause) = match cluster_gate(&ctx, &job, shared).await {
+                Ok(slot) => {
+                    let (completion, pause) = deliver(&ctx, job).await;
+                    if let Some(free) = slot {
+                        free.release(&ctx.store).await;
+                    }
+                    (TaskOutcome::Completed(completion), pause)
+                }
+                Err(deferral) => deferral,
+            };
             // The loop outlives every task unless shutdown aborted it.
-            let _ = done.send(TaskDone { completion, pause }).await;
+            let _ = done
+                .send(TaskDone {
+                    endpoint_id,
+                    outcome,
+                    pause,
+                })
+                .await;
         });
     }
 
     async fn finished(&mut self, done: TaskDone, complete: &mpsc::Sender<Completion>) {
-        let endpoint = done.completion.endpoint_id.clone();
+        let endpoint = done.endpoint_id;
         if self.lanes.finished(&endpoint) {
             self.refill = true;
         }
@@ -459,13 +495,20 @@ impl Loop {
             self.lanes.pause(&endpoint, Instant::now() + pause);
         }
         while self.tasks.try_join_next().is_some() {}
-        if done.completion.attempt.is_some() {
+        let completion = match done.outcome {
+            TaskOutcome::Completed(completion) => completion,
+            TaskOutcome::Deferred { id, token, due } => {
+                self.give_back.push((id, token, due));
+                return;
+            }
+        };
+        if completion.attempt.is_some() {
             self.attempts += 1;
         }
-        if done.completion.status == DeliveryStatus::Delivered {
+        if completion.status == DeliveryStatus::Delivered {
             self.delivered += 1;
         }
-        if complete.send(done.completion).await.is_err() {
+        if complete.send(completion).await.is_err() {
             tracing::error!("the completion writer has stopped");
         }
     }
@@ -782,6 +825,140 @@ fn quarantine_note(until_ms: i64, reason: &str) -> String {
         "quarantined for this app after repeated faults ({reason}); a probe may go at {}",
         crate::id::rfc3339(until_ms)
     )
+}
+
+/// The limits an endpoint's deliveries ask the database about before they
+/// are sent, when several processes share it.
+#[derive(Debug, Clone, Copy)]
+struct SharedLimits {
+    /// The endpoint's own `max_in_flight` (the process-wide default stays a
+    /// per-process guard, and ordered lanes are kept by the claim).
+    max_in_flight: Option<i64>,
+    rate: Option<RateLimit>,
+}
+
+impl SharedLimits {
+    fn of(endpoint: &Endpoint, limits: LaneLimits) -> SharedLimits {
+        SharedLimits {
+            max_in_flight: endpoint
+                .max_in_flight
+                .filter(|_| !endpoint.ordered)
+                .map(|n| i64::from(n.max(1))),
+            rate: limits.rate,
+        }
+    }
+}
+
+/// How long a delivery may wait for its place in the cluster's rate
+/// schedule before it is given back instead (holding its slot meanwhile).
+const MAX_RATE_WAIT: Duration = Duration::from_secs(1);
+/// When a delivery that found every cluster slot of its endpoint taken is
+/// tried again (slots free as other processes' sends end).
+const SLOT_RETRY: Duration = Duration::from_millis(200);
+
+/// A cluster slot held while a delivery is sent.
+struct HeldSlot {
+    endpoint_id: String,
+    delivery_id: String,
+}
+
+impl HeldSlot {
+    /// Frees the slot; if that fails, it frees itself when the lease ends.
+    async fn release(self, store: &Store) {
+        let result = store
+            .coordinate(move |c| flow::free_slot(c, &self.endpoint_id, &self.delivery_id))
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "failed to free a cluster slot; it frees itself when the lease ends");
+        }
+    }
+}
+
+/// Cluster-wide flow control (PostgreSQL, see `store::flow`): takes one of
+/// the endpoint's slots and books the request's place in its rate schedule,
+/// waiting for that place when it is near. When there is no room, the
+/// delivery goes back to the store unsent (no attempt used) with a pause for
+/// its lane.
+async fn cluster_gate(
+    ctx: &Context,
+    job: &Claimed,
+    limits: Option<SharedLimits>,
+) -> Result<Option<HeldSlot>, (TaskOutcome, Option<Duration>)> {
+    let Some(limits) = limits else {
+        return Ok(None);
+    };
+    let defer = |after: Duration| {
+        (
+            TaskOutcome::Deferred {
+                id: job.id.clone(),
+                token: job.token.clone(),
+                due: now_ms() + after.as_millis() as i64,
+            },
+            Some(after),
+        )
+    };
+    let unavailable = |e: crate::store::StoreError| {
+        tracing::warn!(delivery = %job.id, error = %e, "cluster flow control unavailable; delivery deferred");
+        defer(SLOT_RETRY * 5)
+    };
+    let mut held = None;
+    if let Some(max) = limits.max_in_flight {
+        let (endpoint_id, delivery_id, lease_until) =
+            (job.endpoint.id.clone(), job.id.clone(), job.lease_until);
+        let taken = ctx
+            .store
+            .coordinate(move |c| {
+                flow::take_slot(c, &endpoint_id, &delivery_id, max, lease_until, now_ms())
+            })
+            .await
+            .map_err(unavailable)?;
+        if !taken {
+            return Err(defer(SLOT_RETRY));
+        }
+        held = Some(HeldSlot {
+            endpoint_id: job.endpoint.id.clone(),
+            delivery_id: job.id.clone(),
+        });
+    }
+    if let Some(rate) = limits.rate {
+        let endpoint_id = job.endpoint.id.clone();
+        let interval_us = (1_000_000.0 / rate.per_second).round() as i64;
+        let now_us = now_ms() * 1000;
+        let booked = ctx
+            .store
+            .coordinate(move |c| {
+                flow::reserve_rate(
+                    c,
+                    &endpoint_id,
+                    interval_us,
+                    rate.burst,
+                    MAX_RATE_WAIT.as_micros() as i64,
+                    now_us,
+                )
+            })
+            .await;
+        match booked {
+            Ok(Reservation::Wait(us)) => {
+                if us > 0 {
+                    tokio::time::sleep(Duration::from_micros(us as u64)).await;
+                }
+            }
+            Ok(Reservation::Later(at_us)) => {
+                if let Some(slot) = held {
+                    slot.release(&ctx.store).await;
+                }
+                let after = Duration::from_micros((at_us - now_us).max(0) as u64);
+                return Err(defer(after));
+            }
+            Err(e) => {
+                if let Some(slot) = held {
+                    slot.release(&ctx.store).await;
+                }
+                return Err(unavailable(e));
+            }
+        }
+    }
+    Ok(held)
 }
 
 fn without_attempt(

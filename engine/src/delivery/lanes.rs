@@ -11,9 +11,11 @@
 //! a slow or black-holed endpoint holds at most its own slots and queue,
 //! never the engine's.
 //!
-//! Rate limits are a token bucket per endpoint (per process: see
-//! `docs/reliability.md`). A platform's 429, or a Discord-style
-//! `X-RateLimit-Remaining: 0`, pauses the lane until the platform says.
+//! Rate limits are a token bucket per endpoint. With several processes on
+//! one PostgreSQL database, the dispatcher also books each request in the
+//! database (`store::flow`), so the limit holds for all of them. A
+//! platform's 429, or a Discord-style `X-RateLimit-Remaining: 0`, pauses the
+//! lane until the platform says.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -129,6 +129,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Queried through `store::flow` (raw SQL: upserts with conditions).
+    endpoint_rates (endpoint_id) {
+        endpoint_id -> Text,
+        next_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    endpoint_slots (endpoint_id, delivery_id) {
+        endpoint_id -> Text,
+        delivery_id -> Text,
+        lease_until -> BigInt,
+    }
+}
+
 diesel::joinable!(endpoints -> apps (app_id));
 diesel::joinable!(api_keys -> apps (app_id));
 diesel::joinable!(operations -> apps (app_id));

@@ -419,3 +419,118 @@ async fn a_key_made_or_revoked_through_one_process_holds_in_the_others() {
         revoked_at.elapsed().as_millis()
     );
 }
+
+/// Three processes, each with deliveries of one endpoint leased to itself.
+async fn three_sharing_one_endpoint(
+    receiver: &Receiver,
+    endpoint: Value,
+    events: usize,
+) -> [Engine; 3] {
+    let a = Engine::start().await;
+    let b = a.join(EngineOptions::default()).await;
+    let c = a.join(EngineOptions::default()).await;
+    let app = a.create_app("shared-limits").await;
+    let mut body = endpoint;
+    body["url"] = json!(format!("{}/limited", receiver.url));
+    a.create_endpoint(&app, body).await;
+    // Each process ingests a third and leases those deliveries to itself, so
+    // all three send to the endpoint at once unless the database keeps them
+    // to its limits.
+    let engines = [a, b, c];
+    for n in 0..events {
+        engines[n % 3]
+            .emit(
+                &app,
+                json!([{ "id": format!("l{n}"), "source": "limits", "type": "t", "data": { "n": n } }]),
+            )
+            .await;
+    }
+    engines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_s_rate_limit_holds_for_the_cluster() {
+    hookline_tests::on_backend!(crate::BACKEND);
+    const EVENTS: usize = 15;
+    let mut receiver = Receiver::start().await;
+    // 5 per second, no burst: 200 ms apart, for the three processes together
+    // (each alone would send 5 a second: 15 a second for the three).
+    let mut engines = three_sharing_one_endpoint(
+        &receiver,
+        json!({ "rate_limit": { "per_second": 5, "burst": 1 } }),
+        EVENTS,
+    )
+    .await;
+    let mut arrivals = Vec::new();
+    for _ in 0..EVENTS {
+        arrivals.push(receiver.next(Duration::from_secs(60)).await.at);
+    }
+    for engine in &mut engines {
+        engine.stop();
+    }
+    assert!(receiver.drain().is_empty(), "nothing sent twice");
+    // Sends are booked 200 ms apart; arrival adds a few ms of jitter each.
+    let span = arrivals[EVENTS - 1].duration_since(arrivals[0]);
+    assert!(
+        span >= Duration::from_millis(200 * (EVENTS as u64 - 1) * 9 / 10),
+        "{EVENTS} requests at 5/s took only {span:?}"
+    );
+    for (i, at) in arrivals.iter().enumerate() {
+        let within_a_second = arrivals[i..]
+            .iter()
+            .take_while(|later| later.duration_since(*at) < Duration::from_secs(1))
+            .count();
+        assert!(
+            within_a_second <= 6,
+            "{within_a_second} requests within one second at 5/s"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_s_max_in_flight_holds_for_the_cluster() {
+    hookline_tests::on_backend!(crate::BACKEND);
+    const EVENTS: usize = 12;
+    const MAX: usize = 2;
+    // The receiver answers only when the test lets it, so the requests in
+    // flight are exactly those received and not yet released.
+    let mut receiver = Receiver::holding().await;
+    let mut engines = three_sharing_one_endpoint(
+        &receiver,
+        json!({ "max_in_flight": MAX, "rate_limit": { "per_second": 0 } }),
+        EVENTS,
+    )
+    .await;
+    let mut seen = HashSet::new();
+    while seen.len() < EVENTS {
+        // The endpoint fills up to its limit...
+        let mut in_flight = Vec::new();
+        while in_flight.len() < MAX.min(EVENTS - seen.len()) {
+            in_flight.push(receiver.next(Duration::from_secs(60)).await);
+        }
+        // ...and no process sends more while those are held (each alone
+        // would send up to MAX, and a process finds new room within its
+        // 200 ms retry, or at once when woken).
+        let more = tokio::time::timeout(
+            Duration::from_millis(1500),
+            receiver.next(Duration::from_secs(60)),
+        )
+        .await;
+        assert!(
+            more.is_err(),
+            "a request beyond max_in_flight {MAX} arrived while {} were in flight",
+            in_flight.len()
+        );
+        for r in &in_flight {
+            assert!(
+                seen.insert(r.header("webhook-id").to_string()),
+                "sent twice"
+            );
+        }
+        receiver.release(in_flight.len());
+    }
+    for engine in &mut engines {
+        engine.stop();
+    }
+    assert!(receiver.drain().is_empty(), "nothing sent twice");
+}

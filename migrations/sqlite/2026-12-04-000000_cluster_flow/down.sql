@@ -1,0 +1,2 @@
+DROP TABLE endpoint_slots;
+DROP TABLE endpoint_rates;
