@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::response::IntoResponse as _;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .merge(v1)
         // Unknown routes and methods answer in the documented error shape too.
         .fallback(|uri: axum::http::Uri| async move {
@@ -84,7 +86,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Ready when the store answers; 503 otherwise (for load balancers).
+/// Ready when the store answers reads, the writer commits, and plugins are
+/// loaded; 503 naming what is not, otherwise (for load balancers and
+/// orchestrators). `/healthz` only says the process is alive.
 async fn ready(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -92,8 +96,77 @@ async fn ready(
         .store
         .read(crate::store::api_keys::count)
         .await
+        .map_err(|_| ApiError::Unavailable("the store does not answer reads".into()))?;
+    // An empty group commit: the writer thread is alive and the database
+    // takes writes.
+    let written = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        state.store.write(|_| Ok(())),
+    )
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        return Err(ApiError::Unavailable(
+            "the store's writer does not commit".into(),
+        ));
+    }
+    let plugins = state.host.registry.names().len();
+    if plugins == 0 {
+        return Err(ApiError::Unavailable("no plugin is loaded".into()));
+    }
+    Ok(Json(serde_json::json!({
+        "status": "ready",
+        "checks": { "store": "ok", "writer": "ok", "plugins": plugins },
+    })))
+}
+
+/// Prometheus metrics (`crate::metrics`). Served without a key, like the
+/// health checks, so a scraper needs no credentials: the labels carry no
+/// tenant data. The queue and breaker gauges are read from the store now.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<axum::response::Response, ApiError> {
+    use crate::store::{deliveries, endpoints};
+    let (queue, breakers) = state
+        .store
+        .read(|c| {
+            Ok((
+                deliveries::queue_stats(c)?,
+                endpoints::count_by_breaker_state(c)?,
+            ))
+        })
+        .await
         .map_err(|_| ApiError::Unavailable("the store does not answer".into()))?;
-    Ok(Json(serde_json::json!({ "status": "ready" })))
+    let m = crate::metrics::global();
+    let (pending, held, oldest) = queue;
+    m.queue_pending.set(pending);
+    m.queue_held.set(held);
+    m.oldest_pending_seconds.set(oldest.map_or(0.0, |created| {
+        (crate::id::now_ms() - created).max(0) as f64 / 1000.0
+    }));
+    for state in [
+        crate::delivery::health::BreakerState::Closed,
+        crate::delivery::health::BreakerState::Open,
+        crate::delivery::health::BreakerState::HalfOpen,
+    ] {
+        let n = breakers
+            .iter()
+            .filter(|(s, _)| crate::delivery::health::BreakerState::from_i16(*s) == state)
+            .map(|(_, n)| n)
+            .sum::<i64>();
+        m.endpoints_by_breaker
+            .get_or_create(&crate::metrics::StateLabels {
+                state: state.name().into(),
+            })
+            .set(n);
+    }
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        m.encode(),
+    )
+        .into_response())
 }
 
 /// Parses a JSON body into `T`, with errors that say what is wrong and where.

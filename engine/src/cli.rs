@@ -19,7 +19,7 @@ use clap::Parser as _;
 /// Entry point of the `hookline` binary.
 pub fn main() -> ExitCode {
     let args = args::Args::parse();
-    init_logging();
+    init_logging(args.log_format);
     let result = match args.command {
         args::Command::Serve(serve) => serve::run(*serve),
         args::Command::Plugin(args::PluginCommand::Test(test)) => plugin::test(test),
@@ -53,11 +53,22 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `HOOKLINE_LOG` (default `info`). Colour
+/// codes only when stderr is a terminal: a file or a log pipeline gets
+/// plain text, or JSON with `--log-format json`.
+fn init_logging(format: args::LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKLINE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        args::LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        // Span fields (a delivery's ids) are flattened into each line's
+        // `span` and `spans`, so a pipeline can search by delivery id.
+        args::LogFormat::Json => builder.json().try_init(),
+    };
 }

@@ -12,12 +12,13 @@
 //! - [`api`]: the HTTP API (axum) under `/v1`.
 //! - [`cloudevent`] and [`filter`]: what an acceptable event and an event-type
 //!   filter are.
-//! - [`store`]: SQLite through diesel, with a group-committing writer; the
-//!   database is the queue.
+//! - [`store`]: SQLite or PostgreSQL through diesel, with a group-committing
+//!   writer; the database is the queue.
 //! - [`delivery`]: the dispatcher (claims under a lease, bounded concurrency),
 //!   the sender, Standard Webhooks signing, retry policy and verdicts.
 //! - [`plugins`]: the wasmtime component host, the registry of plugins in
 //!   service, sandbox limits, and the built-in plugins embedded at build time.
+//! - [`metrics`]: the Prometheus metrics every part records into.
 //! - [`server`] and [`config`]: wiring and the validated configuration.
 //! - [`cli`]: the `hookline` command line.
 //!
@@ -36,6 +37,7 @@ pub mod config;
 pub mod delivery;
 pub mod filter;
 pub mod id;
+pub mod metrics;
 pub mod payload_filter;
 pub mod plugins;
 pub mod server;

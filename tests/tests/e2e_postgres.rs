@@ -28,6 +28,8 @@ mod events_in;
 mod handshake;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
+#[path = "e2e/observability.rs"]
+mod observability;
 #[path = "e2e/payload_filters.rs"]
 mod payload_filters;
 #[path = "e2e/plugins.rs"]

@@ -69,6 +69,13 @@ async fn ingest(
             .await;
         match result {
             Ok(ingested) => {
+                let m = crate::metrics::global();
+                let duplicates = ingested.accepted.iter().filter(|a| a.duplicate).count();
+                m.events_ingested
+                    .inc_by((ingested.accepted.len() - duplicates) as u64);
+                m.events_duplicate.inc_by(duplicates as u64);
+                m.ingest_batch_events
+                    .observe(ingested.accepted.len() as f64);
                 // Committed: now the dispatcher may send them.
                 let claimable = ingested.unleased - ingested.skipped_full;
                 handoff.deliver(reservation, ingested.leased, claimable);

@@ -21,6 +21,23 @@ pub const DEFAULT_PORT: u16 = 4665;
 pub struct Args {
     #[command(subcommand)]
     pub command: Command,
+    /// How logs are written to stderr: `text` (coloured only on a terminal)
+    /// or `json` (one object per line, for log pipelines). `HOOKLINE_LOG`
+    /// sets the levels (e.g. `info,hookline::delivery=debug`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "HOOKLINE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -435,16 +435,7 @@ impl Engine {
     /// The deliveries this engine says it made (after it stopped), or "?".
     fn delivered(&self) -> String {
         let log = std::fs::read_to_string(self.dir.join(LOG_FILE)).unwrap_or_default();
-        // Without colours' escape sequences, which may wrap `delivered`.
-        let mut plain = String::with_capacity(log.len());
-        let mut rest = log.as_str();
-        while let Some(at) = rest.find('\u{1b}') {
-            plain.push_str(&rest[..at]);
-            rest = rest[at..].find('m').map_or("", |end| &rest[at + end + 1..]);
-        }
-        plain.push_str(rest);
-        plain
-            .lines()
+        log.lines()
             .rfind(|l| l.contains("dispatcher finished its work"))
             .and_then(|line| {
                 let at = line.find("delivered=")? + "delivered=".len();

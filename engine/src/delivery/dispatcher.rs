@@ -23,6 +23,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::handoff::{Handoff, HandoffReceiver};
 use super::health::{self, HealthPolicy};
@@ -106,8 +107,8 @@ struct TaskDone {
 }
 
 enum TaskOutcome {
-    /// An outcome to record.
-    Completed(Completion),
+    /// An outcome to record (boxed: the channel carries many of these).
+    Completed(Box<Completion>),
     /// Not sent, and no attempt used: the cluster's flow control had no room
     /// for it (see [`cluster_gate`]); give it back, due at this time (ms).
     Deferred {
@@ -461,9 +462,16 @@ impl Loop {
         let shared = (self.ctx.store.backend() == Backend::Postgres)
             .then(|| SharedLimits::of(&job.endpoint, self.limits(&job.endpoint)))
             .filter(|limits| limits.max_in_flight.is_some() || limits.rate.is_some());
+        // Every log line of the delivery names it, its event and endpoint.
+        let span = tracing::info_span!(
+            "delivery",
+            id = %job.id,
+            event = %job.event.id,
+            endpoint = %job.endpoint.id
+        );
         let ctx = self.ctx.clone();
         let done = self.done_tx.clone();
-        self.tasks.spawn(async move {
+        let task = async move {
             let endpoint_id = job.endpoint.id.clone();
             let (outcome, pause) = match cluster_gate(&ctx, &job, shared).await {
                 Ok(slot) => {
@@ -471,7 +479,7 @@ impl Loop {
                     if let Some(free) = slot {
                         free.release(&ctx.store).await;
                     }
-                    (TaskOutcome::Completed(completion), pause)
+                    (TaskOutcome::Completed(Box::new(completion)), pause)
                 }
                 Err(deferral) => deferral,
             };
@@ -483,7 +491,8 @@ impl Loop {
                     pause,
                 })
                 .await;
-        });
+        };
+        self.tasks.spawn(task.instrument(span));
     }
 
     async fn finished(&mut self, done: TaskDone, complete: &mpsc::Sender<Completion>) {
@@ -496,7 +505,7 @@ impl Loop {
         }
         while self.tasks.try_join_next().is_some() {}
         let completion = match done.outcome {
-            TaskOutcome::Completed(completion) => completion,
+            TaskOutcome::Completed(completion) => *completion,
             TaskOutcome::Deferred { id, token, due } => {
                 self.give_back.push((id, token, due));
                 return;
@@ -801,6 +810,18 @@ async fn deliver(ctx: &Context, job: Claimed) -> (Completion, Option<Duration>) 
     if status == DeliveryStatus::Failed {
         tracing::info!(delivery = %job.id, endpoint = %endpoint.id, error = ?error, "delivery failed for good");
     }
+    let outcome =
+        AttemptOutcome::from_i16(attempt_row.outcome).map_or("unknown", AttemptOutcome::name);
+    let took = started.elapsed();
+    crate::metrics::global().attempt(&plugin.info.name, outcome, took);
+    tracing::debug!(
+        attempt = attempts,
+        outcome,
+        // 0: no answer came (connection refused, timeout, plugin fault).
+        status_code = attempt_row.status_code.unwrap_or_default(),
+        ms = took.as_millis() as u64,
+        "attempt finished"
+    );
     let completion = Completion {
         delivery_id: job.id,
         endpoint_id: endpoint.id.clone(),

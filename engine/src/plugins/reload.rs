@@ -97,6 +97,7 @@ pub fn load_file(host: &Arc<PluginHost>, path: &Path, on_loaded: &OnLoaded) -> b
                 load_ms = started.elapsed().as_millis() as u64,
                 "plugin loaded"
             );
+            crate::metrics::global().plugin_load(true);
             on_loaded(&plugin.info.name);
             true
         }
@@ -108,6 +109,7 @@ pub fn load_file(host: &Arc<PluginHost>, path: &Path, on_loaded: &OnLoaded) -> b
 }
 
 fn refuse(host: &Arc<PluginHost>, path: &Path, e: anyhow::Error) {
+    crate::metrics::global().plugin_load(false);
     tracing::error!(path = %path.display(), error = format!("{e:#}"), "plugin file refused; the previous version keeps serving");
     host.registry.refuse(
         path,

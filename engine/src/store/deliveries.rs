@@ -940,3 +940,18 @@ pub fn attempts_of(conn: &mut Conn, delivery_id: &str) -> Result<Vec<Attempt>, S
         .select(Attempt::as_select())
         .load(conn)?)
 }
+
+/// The queue at a glance (for `/metrics`): deliveries pending, deliveries
+/// held, and when the oldest pending one was created (ms), if any.
+pub fn queue_stats(conn: &mut Conn) -> Result<(i64, i64, Option<i64>), StoreError> {
+    use deliveries::dsl as d;
+    let (pending, oldest) = d::deliveries
+        .filter(d::status.eq(DeliveryStatus::Pending as i16))
+        .select((diesel::dsl::count_star(), diesel::dsl::min(d::created_at)))
+        .first::<(i64, Option<i64>)>(conn)?;
+    let held = d::deliveries
+        .filter(d::status.eq(DeliveryStatus::Held as i16))
+        .count()
+        .get_result::<i64>(conn)?;
+    Ok((pending, held, oldest))
+}

@@ -558,3 +558,12 @@ pub fn sealing_census(
     }
     Ok(census)
 }
+
+/// Endpoints not deleted, counted by breaker state (for `/metrics`).
+pub fn count_by_breaker_state(conn: &mut Conn) -> Result<Vec<(i16, i64)>, StoreError> {
+    Ok(endpoints::table
+        .filter(endpoints::deleted_at.is_null())
+        .group_by(endpoints::breaker_state)
+        .select((endpoints::breaker_state, diesel::dsl::count_star()))
+        .load(conn)?)
+}

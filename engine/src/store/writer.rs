@@ -210,6 +210,8 @@ fn run(conn: Conn, url: DatabaseUrl, mut rx: mpsc::Receiver<Message>) {
         if !jobs.is_empty() {
             total_jobs += jobs.len() as u64;
             total_groups += 1;
+            let started = Instant::now();
+            let group_size = jobs.len();
             let mut finishers = Vec::with_capacity(jobs.len());
             let failure = match link.get() {
                 Err(message) => {
@@ -241,6 +243,15 @@ fn run(conn: Conn, url: DatabaseUrl, mut rx: mpsc::Receiver<Message>) {
                     }
                 }
             };
+            let metrics = crate::metrics::global();
+            metrics.store_commit_jobs.observe(group_size as f64);
+            if failure.is_none() {
+                metrics
+                    .store_commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+            } else {
+                metrics.store_commit_failures.inc();
+            }
             for finish in finishers {
                 finish(failure.as_ref());
             }

@@ -66,14 +66,10 @@ fn work_done(engine: &Engine) -> (u64, u64) {
         .rfind(|l| l.contains("dispatcher finished its work"))
         .unwrap_or_else(|| panic!("no summary in the log:\n{log}"));
     let field = |name: &str| -> u64 {
-        let plain: String = line
-            .replace("\u{1b}[3m", "")
-            .replace("\u{1b}[0m", "")
-            .replace("\u{1b}[2m", "");
-        let at = plain
+        let at = line
             .find(&format!("{name}="))
-            .unwrap_or_else(|| panic!("{name} in {plain}"));
-        plain[at + name.len() + 1..]
+            .unwrap_or_else(|| panic!("{name} in {line}"));
+        line[at + name.len() + 1..]
             .chars()
             .take_while(char::is_ascii_digit)
             .collect::<String>()

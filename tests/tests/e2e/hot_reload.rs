@@ -477,13 +477,8 @@ async fn a_restart_loads_twenty_plugins_from_the_cache() {
             .unwrap_or_default()
             .to_string()
     };
-    let strip = |s: String| {
-        s.replace("\u{1b}[3m", "")
-            .replace("\u{1b}[0m", "")
-            .replace("\u{1b}[2m", "")
-    };
-    let cold_line = strip(ready(&cold_log));
-    let warm_line = strip(ready(&warm.log()));
+    let cold_line = ready(&cold_log);
+    let warm_line = ready(&warm.log());
     assert!(
         cold_line.contains("compiled=26") && cold_line.contains("cached=0"),
         "{cold_line}"

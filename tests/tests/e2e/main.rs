@@ -15,6 +15,7 @@ mod events_in;
 mod handshake;
 mod hot_reload;
 mod lifecycle;
+mod observability;
 mod other_languages;
 mod payload_filters;
 mod plugins;
