@@ -1,5 +1,5 @@
 //! The `hookline` command line: `serve`, `plugin new|test|bench`, `bench`,
-//! `secret-key new|status`, `migrate`.
+//! `secret-key new|status`, `migrate`, `verify`.
 
 pub mod args;
 mod bench;
@@ -11,6 +11,7 @@ mod plugin_bench;
 mod scaffold;
 mod secret_key;
 mod serve;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,7 @@ pub fn main() -> ExitCode {
             secret_key::status(status)
         }
         args::Command::Migrate(migrate) => migrate::run(migrate),
+        args::Command::Verify(verify) => verify::run(verify),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -42,7 +44,10 @@ pub fn main() -> ExitCode {
         {
             ExitCode::SUCCESS
         }
-        Err(e) if e.downcast_ref::<plugin::LimitExceeded>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<plugin::LimitExceeded>().is_some()
+                || e.downcast_ref::<verify::Invalid>().is_some() =>
+        {
             eprintln!("hookline: {e:#}");
             ExitCode::from(1)
         }

@@ -58,6 +58,9 @@ pub enum Command {
     /// Apply the store's pending migrations and exit (`serve` applies them
     /// at start-up unless given --no-migrate).
     Migrate(MigrateArgs),
+    /// Check a request's Standard Webhooks signature, as a receiver would
+    /// (exit 0 valid, 1 invalid, 2 for bad input).
+    Verify(VerifyArgs),
 }
 
 /// The store's database: a SQLite file (the default) or a PostgreSQL server.
@@ -378,4 +381,35 @@ pub struct BenchClaimsArgs {
     /// Worker counts to measure, each a round of its own.
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,4")]
     pub workers: Vec<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The endpoint's secret (`whsec_…`, `whsk_…`) or ed25519 public key
+    /// (`whpk_…`).
+    #[arg(long, env = "HOOKLINE_VERIFY_KEY", hide_env_values = true)]
+    pub key: String,
+    /// The request's headers as `name: value` lines (a request dump); they
+    /// give webhook-id, webhook-timestamp and webhook-signature unless the
+    /// flags below do.
+    #[arg(long)]
+    pub headers: Option<PathBuf>,
+    /// The `webhook-id` header.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The `webhook-timestamp` header (Unix seconds).
+    #[arg(long)]
+    pub timestamp: Option<i64>,
+    /// The `webhook-signature` header.
+    #[arg(long)]
+    pub signature: Option<String>,
+    /// The body exactly as received: a file, or `-` for stdin.
+    #[arg(long, default_value = "-")]
+    pub body: PathBuf,
+    /// How far `webhook-timestamp` may be from now.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    pub tolerance: Duration,
+    /// Skip the timestamp check (to verify a request captured earlier).
+    #[arg(long)]
+    pub ignore_timestamp: bool,
 }

@@ -145,6 +145,106 @@ pub fn signature_header(keys: &[SigningKey], msg_id: &str, timestamp: i64, body:
         .join(" ")
 }
 
+/// Why a request's signature did not verify (`hookline verify`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("the key: {0}")]
+    Key(String),
+    #[error("webhook-signature has no v1 or v1a signature")]
+    NoSignature,
+    #[error(
+        "no signature matches: the body, webhook-id or webhook-timestamp differ from what was signed, or the key is another"
+    )]
+    Mismatch,
+    #[error(
+        "webhook-timestamp is {0} s away from now, more than the {1} s allowed (a replay, or a clock off)"
+    )]
+    Stale(i64, i64),
+}
+
+/// Verifies a request as a Standard Webhooks receiver would: `key` is the
+/// endpoint's `whsec_` secret, its `whsk_` secret or its `whpk_` public
+/// key; `header` is `webhook-signature` (space-separated `v1,…`/`v1a,…`).
+/// With `tolerance`, the timestamp must be that close to `now` (seconds).
+/// Returns which of the header's signatures matched (0-based).
+pub fn verify(
+    key: &str,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+    header: &str,
+    now: i64,
+    tolerance: Option<i64>,
+) -> Result<usize, VerifyError> {
+    if let Some(tolerance) = tolerance
+        && (now - timestamp).abs() > tolerance
+    {
+        return Err(VerifyError::Stale(now - timestamp, tolerance));
+    }
+    let verifying: Result<Verifier, String> = match key.strip_prefix(ED25519_PUBLIC_PREFIX) {
+        Some(encoded) => STANDARD
+            .decode(encoded)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
+            .map(Verifier::Ed25519)
+            .ok_or_else(|| {
+                format!("{ED25519_PUBLIC_PREFIX}… must encode a 32-byte ed25519 public key")
+            }),
+        None => SigningKey::parse(key).map(|k| match k {
+            SigningKey::Hmac(bytes) => Verifier::Hmac(bytes),
+            SigningKey::Ed25519(k) => Verifier::Ed25519(k.verifying_key()),
+        }),
+    };
+    let verifier = verifying.map_err(VerifyError::Key)?;
+    let content = [
+        msg_id.as_bytes(),
+        b".",
+        timestamp.to_string().as_bytes(),
+        b".",
+        body,
+    ]
+    .concat();
+    let mut any = false;
+    for (i, part) in header.split_whitespace().enumerate() {
+        let Some((version, encoded)) = part.split_once(',') else {
+            continue;
+        };
+        let Ok(signature) = STANDARD.decode(encoded) else {
+            continue;
+        };
+        let matched = match (&verifier, version) {
+            (Verifier::Hmac(key), "v1") => {
+                any = true;
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any size");
+                mac.update(&content);
+                // Constant-time comparison.
+                mac.verify_slice(&signature).is_ok()
+            }
+            (Verifier::Ed25519(key), "v1a") => {
+                any = true;
+                ed25519_dalek::Signature::from_slice(&signature)
+                    .is_ok_and(|s| key.verify_strict(&content, &s).is_ok())
+            }
+            _ => false,
+        };
+        if matched {
+            return Ok(i);
+        }
+    }
+    Err(if any {
+        VerifyError::Mismatch
+    } else {
+        VerifyError::NoSignature
+    })
+}
+
+enum Verifier {
+    Hmac(Vec<u8>),
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +283,69 @@ mod tests {
                 .unwrap()
                 .public_key()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn verification_accepts_what_was_signed_and_nothing_else() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let (id, ts, body) = (
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
+        let header = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        assert_eq!(verify(secret, id, ts, body, header, ts, Some(300)), Ok(0));
+        // Second of two signatures (a rotation), and an unknown version skipped.
+        let two = format!("v1,AAAA v2,xyz {header}");
+        assert_eq!(verify(secret, id, ts, body, &two, ts, None), Ok(2));
+        assert_eq!(
+            verify(secret, id, ts, b"{}", header, ts, None),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(secret, "msg_other", ts, body, header, ts, None),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(secret, id, ts, body, header, ts + 301, Some(300)),
+            Err(VerifyError::Stale(301, 300))
+        );
+        assert_eq!(
+            verify(secret, id, ts, body, "v1a,AAAA", ts, None),
+            Err(VerifyError::NoSignature)
+        );
+        assert!(matches!(
+            verify("nope", id, ts, body, header, ts, None),
+            Err(VerifyError::Key(_))
+        ));
+    }
+
+    #[test]
+    fn ed25519_signatures_verify_with_the_public_key() {
+        let key = SigningKey::parse(&SigningKey::generate_ed25519()).unwrap();
+        let public = key.public_key().unwrap();
+        let header = key.sign("msg_1", 7, b"body");
+        assert_eq!(
+            verify(&public, "msg_1", 7, b"body", &header, 7, None),
+            Ok(0)
+        );
+        assert_eq!(
+            verify(&public, "msg_1", 7, b"bodY", &header, 7, None),
+            Err(VerifyError::Mismatch)
+        );
+        let other = SigningKey::parse(&SigningKey::generate_ed25519()).unwrap();
+        assert_eq!(
+            verify(
+                &other.public_key().unwrap(),
+                "msg_1",
+                7,
+                b"body",
+                &header,
+                7,
+                None
+            ),
+            Err(VerifyError::Mismatch)
         );
     }
 

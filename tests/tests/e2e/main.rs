@@ -9,6 +9,7 @@ const BACKEND: hookline_tests::Backend = hookline_tests::Backend::Sqlite;
 mod api_errors;
 mod at_rest;
 mod auth;
+mod cli;
 mod crash;
 mod delivery;
 mod events_in;
