@@ -20,6 +20,7 @@ use crate::id::{new_id, now_ms, rfc3339};
 use crate::payload_filter::PayloadFilter;
 use crate::plugins::{CallError, GuestError};
 use crate::store::apps;
+use crate::store::deliveries::{self, AttemptOutcome};
 use crate::store::endpoints::{self, Endpoint, EndpointChanges};
 
 pub fn routes() -> Router<AppState> {
@@ -30,6 +31,7 @@ pub fn routes() -> Router<AppState> {
             get(fetch).patch(update).delete(remove),
         )
         .route("/{app_id}/endpoints/{endpoint_id}/secret", get(secret))
+        .route("/{app_id}/endpoints/{endpoint_id}/stats", get(stats))
         .route(
             "/{app_id}/endpoints/{endpoint_id}/secret/rotate",
             axum::routing::post(rotate_secret),
@@ -543,6 +545,89 @@ async fn secret(
         .read(move |c| endpoints::get(c, &sealer, &app_id, &endpoint_id))
         .await?;
     Ok(Json(secret_out(&endpoint)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    /// How far back, e.g. `1h`, `24h`, `7d` (default 24 h, at most 30 days).
+    window: Option<String>,
+}
+
+/// Longest statistics window.
+const MAX_STATS_WINDOW: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// An endpoint's attempts over a window: how many, by outcome, the success
+/// rate and latency percentiles, with its current health and queue.
+async fn stats(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    Query(query): Query<StatsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let window = match query.window.as_deref() {
+        None => std::time::Duration::from_secs(24 * 3600),
+        Some(text) => humantime::parse_duration(text)
+            .ok()
+            .filter(|w| !w.is_zero() && *w <= MAX_STATS_WINDOW)
+            .ok_or_else(|| {
+                ApiError::invalid("window", "must be a duration such as 1h or 7d, at most 30d")
+            })?,
+    };
+    let now = now_ms();
+    let since = now - window.as_millis() as i64;
+    let sealer = state.store.sealer();
+    let (endpoint, attempts, (pending, held)) = state
+        .store
+        .read(move |c| {
+            let endpoint = endpoints::get(c, &sealer, &app_id, &endpoint_id)?;
+            let attempts = deliveries::endpoint_attempt_stats(c, &endpoint.id, since)?;
+            let queue = deliveries::endpoint_queue(c, &endpoint.id)?;
+            Ok((endpoint, attempts, queue))
+        })
+        .await?;
+    let (counts, mut durations) = (attempts.by_outcome, attempts.durations_ms);
+    let count = |outcome: AttemptOutcome| {
+        counts
+            .iter()
+            .filter(|(o, _)| *o == outcome as i16)
+            .map(|(_, n)| n)
+            .sum::<i64>()
+    };
+    let total: i64 = counts.iter().map(|(_, n)| n).sum();
+    let success = count(AttemptOutcome::Success);
+    // Attempts that sent something and heard back a verdict (a skipped one
+    // had nothing to send).
+    let judged = total - count(AttemptOutcome::Skipped);
+    durations.sort_unstable();
+    let percentile = |p: f64| -> Option<i64> {
+        let last = durations.len().checked_sub(1)?;
+        Some(durations[((last as f64) * p).round() as usize])
+    };
+    let health: EndpointOut = endpoint.into();
+    Ok(Json(serde_json::json!({
+        "endpoint_id": health.id,
+        "window_seconds": window.as_secs(),
+        "since": rfc3339(since),
+        "attempts": total,
+        "by_outcome": {
+            "success": success,
+            "retry": count(AttemptOutcome::Retry),
+            "failed": count(AttemptOutcome::Failed),
+            "held": count(AttemptOutcome::Held),
+            "skipped": count(AttemptOutcome::Skipped),
+        },
+        "success_rate": (judged > 0).then(|| success as f64 / judged as f64),
+        "latency_ms": {
+            "p50": percentile(0.50),
+            "p90": percentile(0.90),
+            "p99": percentile(0.99),
+            "max": durations.last(),
+            // Percentiles are over the most recent attempts, at most this many.
+            "sampled": durations.len(),
+        },
+        "queue": { "pending": pending, "held": held },
+        "health": health.health,
+    })))
 }
 
 fn secret_out(endpoint: &Endpoint) -> Value {

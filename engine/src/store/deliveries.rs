@@ -955,3 +955,57 @@ pub fn queue_stats(conn: &mut Conn) -> Result<(i64, i64, Option<i64>), StoreErro
         .get_result::<i64>(conn)?;
     Ok((pending, held, oldest))
 }
+
+/// Attempts counted for one endpoint's statistics.
+pub const STATS_SAMPLE: i64 = 10_000;
+
+/// One endpoint's attempts over a window.
+pub struct AttemptStats {
+    /// Attempts by `AttemptOutcome` (as stored).
+    pub by_outcome: Vec<(i16, i64)>,
+    /// Durations (ms) of the most recent [`STATS_SAMPLE`] attempts.
+    pub durations_ms: Vec<i64>,
+}
+
+/// One endpoint's attempts since `since` (ms).
+pub fn endpoint_attempt_stats(
+    conn: &mut Conn,
+    endpoint_id: &str,
+    since: i64,
+) -> Result<AttemptStats, StoreError> {
+    let in_window = || {
+        attempts::table
+            .inner_join(deliveries::table)
+            .filter(deliveries::endpoint_id.eq(endpoint_id.to_string()))
+            .filter(attempts::started_at.ge(since))
+    };
+    let counts = in_window()
+        .group_by(attempts::outcome)
+        .select((attempts::outcome, diesel::dsl::count_star()))
+        .load::<(i16, i64)>(conn)?;
+    let durations = in_window()
+        .order(attempts::started_at.desc())
+        .limit(STATS_SAMPLE)
+        .select(attempts::duration_ms)
+        .load::<i64>(conn)?;
+    Ok(AttemptStats {
+        by_outcome: counts,
+        durations_ms: durations,
+    })
+}
+
+/// How many of one endpoint's deliveries are pending and held now.
+pub fn endpoint_queue(conn: &mut Conn, endpoint_id: &str) -> Result<(i64, i64), StoreError> {
+    use deliveries::dsl as d;
+    let count = |status: DeliveryStatus, conn: &mut Conn| {
+        d::deliveries
+            .filter(d::endpoint_id.eq(endpoint_id))
+            .filter(d::status.eq(status as i16))
+            .count()
+            .get_result::<i64>(conn)
+    };
+    Ok((
+        count(DeliveryStatus::Pending, conn)?,
+        count(DeliveryStatus::Held, conn)?,
+    ))
+}

@@ -227,3 +227,61 @@ async fn json_logs_are_one_object_per_line_with_the_delivery_ids() {
     assert_eq!(line["fields"]["outcome"], "success");
     assert_eq!(line["level"], "DEBUG");
 }
+
+#[tokio::test]
+async fn endpoint_stats_report_attempts_latency_queue_and_health() {
+    hookline_tests::on_backend!(crate::BACKEND);
+    // Three answers of 200, then 500s.
+    let mut receiver = Receiver::answering(500, "down").await;
+    receiver.script(&[(200, "ok"), (200, "ok"), (200, "ok")]);
+    let engine = Engine::start().await;
+    let app = engine.create_app("stats").await;
+    let endpoint = engine
+        .create_endpoint(
+            &app,
+            json!({ "url": format!("{}/hook", receiver.url), "retry_schedule": ["1h"], "ordered": true }),
+        )
+        .await;
+    let id = endpoint["id"].as_str().unwrap();
+    let events: Vec<Value> = (0..5)
+        .map(|n| json!({ "id": format!("s{n}"), "source": "st", "type": "t", "data": {} }))
+        .collect();
+    engine.emit(&app, Value::Array(events)).await;
+    for _ in 0..3 {
+        receiver.next(Duration::from_secs(30)).await;
+    }
+    let path = format!("/v1/apps/{app}/endpoints/{id}/stats?window=1h");
+    let stats = eventually(
+        "the attempts to be recorded",
+        Duration::from_secs(30),
+        || async {
+            let (status, stats) = engine.get(&path).await;
+            assert_eq!(status, 200, "{stats}");
+            (stats["attempts"] == 4).then_some(stats)
+        },
+    )
+    .await;
+    // Ordered: the fourth failed and waits an hour, holding back the fifth.
+    assert_eq!(stats["by_outcome"]["success"], 3, "{stats}");
+    assert_eq!(stats["by_outcome"]["retry"], 1, "{stats}");
+    assert_eq!(stats["success_rate"], 0.75);
+    assert_eq!(stats["window_seconds"], 3600);
+    assert_eq!(stats["latency_ms"]["sampled"], 4);
+    assert!(stats["latency_ms"]["p50"].as_i64().unwrap() >= 0);
+    assert!(
+        stats["latency_ms"]["max"].as_i64().unwrap()
+            >= stats["latency_ms"]["p50"].as_i64().unwrap()
+    );
+    assert_eq!(stats["queue"]["pending"], 2, "{stats}");
+    assert_eq!(stats["health"]["consecutive_failures"], 1, "{stats}");
+    assert!(stats["health"]["last_success_at"].is_string(), "{stats}");
+    assert_eq!(stats["health"]["breaker"], "closed");
+
+    let (status, error) = engine
+        .get(&format!(
+            "/v1/apps/{app}/endpoints/{id}/stats?window=forever"
+        ))
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["field"], "window", "{error}");
+}
