@@ -143,8 +143,12 @@ impl Config {
             shutdown_grace: args.shutdown_grace,
             endpoint_max_in_flight: args.endpoint_max_in_flight,
             // Not a delivery that could outlive its lease: one request's
-            // timeouts, but never more than half the lease.
-            min_lease_left: (args.request_timeout + args.connect_timeout).min(lease / 2),
+            // timeouts and a second to record the outcome (a loaded
+            // database commits slowly), but never more than half the lease.
+            min_lease_left: (args.request_timeout
+                + args.connect_timeout
+                + std::time::Duration::from_secs(1))
+            .min(lease / 2),
             ..DispatcherOptions::default()
         };
         let health = HealthPolicy {

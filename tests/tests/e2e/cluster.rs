@@ -185,12 +185,17 @@ async fn three_processes_share_thirty_thousand_deliveries_exactly_once() {
 async fn a_killed_process_s_work_is_finished_by_the_others() {
     hookline_tests::on_backend!(crate::BACKEND);
     const EVENTS: usize = 6_000;
-    // Short leases, so the survivors take the victim's work within the test.
+    // Short leases, so the survivors take the victim's work within the test;
+    // not so short that a survivor's own send outlives its lease on a loaded
+    // machine (it starts only with 4 s of lease left), which would send a
+    // third copy. Generous request timeouts: a receiver answering slowly on
+    // a loaded machine must not turn a survivor's send into a retry (the
+    // receiver has the first copy already: at-least-once, not this test).
     let mut options = EngineOptions::default();
     options
-        .set("--lease", "3s")
-        .set("--request-timeout", "1s")
-        .set("--connect-timeout", "1s");
+        .set("--lease", "8s")
+        .set("--request-timeout", "10s")
+        .set("--connect-timeout", "10s");
     let mut receiver = Receiver::start().await;
     let victim = Engine::start_with(options.clone()).await;
     let app = fan(&victim, &receiver).await;
