@@ -135,9 +135,27 @@ async fn swapping_a_plugin_under_traffic_loses_nothing() {
         .deliveries(&format!("app_id={app}&status=failed"))
         .await;
     assert!(failed.is_empty(), "no delivery failed: {failed:?}");
-    let delivered = engine
-        .wait_deliveries(&format!("app_id={app}&status=delivered"), n)
-        .await;
+    // All of them, page by page: a loaded machine compiles the new version
+    // slowly, and the stream then holds more than one page (250).
+    let delivered = eventually("every delivery recorded", WAIT, || async {
+        let mut all = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (status, page) = engine
+                .get(&format!(
+                    "/v1/deliveries?app_id={app}&status=delivered&limit=250{cursor}"
+                ))
+                .await;
+            assert_eq!(status, 200, "{page}");
+            all.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break,
+            }
+        }
+        (all.len() >= n).then_some(all)
+    })
+    .await;
     assert!(
         delivered.iter().all(|d| d["attempts"] == 1),
         "every delivery went through on its first attempt"
