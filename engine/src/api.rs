@@ -9,6 +9,7 @@ pub mod error;
 mod events;
 mod keys;
 pub mod limits;
+mod linger;
 mod plugins;
 mod query;
 mod recovery;

@@ -1,6 +1,7 @@
 //! Limits on every request, before any handler runs: a body limit (routes
 //! that take more set their own), a deadline, and a cap on requests in
-//! progress that sheds load with 503 rather than queue without bound.
+//! progress that sheds load with 503 rather than queue without bound. Bodies
+//! a handler did not read to the end are drained ([`super::linger`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,9 @@ impl RequestLimits {
 /// what they started, such as ingest's commit and handoff, do it in a task of
 /// their own, so cutting the request short loses nothing.)
 pub async fn guard(State(limits): State<RequestLimits>, req: Request, next: Next) -> Response {
+    // Whatever a handler leaves of the body is read after it answers, so the
+    // client sees the answer (a 413, a 401) and not a reset.
+    let req = req.map(super::linger::Lingering::wrap);
     let Ok(_permit) = limits.in_progress.clone().try_acquire_owned() else {
         return ApiError::Unavailable("too many requests in progress; try again shortly".into())
             .into_response();

@@ -179,6 +179,7 @@ impl Dispatcher {
             handoff: handoff.clone(),
             lanes: Lanes::new(ctx.options.lane_queue),
             tasks: JoinSet::new(),
+            in_flight: 0,
             done_tx,
             give_back: Vec::new(),
             refused: false,
@@ -206,7 +207,7 @@ impl Dispatcher {
                 break;
             }
             // Start whatever the lanes allow now.
-            let room = max.saturating_sub(loop_.tasks.len());
+            let room = max.saturating_sub(loop_.in_flight);
             let (ready, next_lane) = loop_.lanes.ready(Instant::now(), room);
             for job in ready {
                 loop_.start(job);
@@ -231,13 +232,13 @@ impl Dispatcher {
                 last_gc = Instant::now();
             }
 
-            let in_memory = loop_.tasks.len() + loop_.lanes.waiting();
+            let in_memory = loop_.in_flight + loop_.lanes.waiting();
             let wake_at = next_lane.map_or(next_claim, |l| l.min(next_claim));
             tokio::select! {
                 _ = shutdown.changed() => break,
                 Some(done) = done_rx.recv() => {
                     loop_.finished(done, &complete_tx).await;
-                    let busy = loop_.tasks.len() + loop_.lanes.waiting();
+                    let busy = loop_.in_flight + loop_.lanes.waiting();
                     if room_wanted && max.saturating_sub(busy) >= worth_claiming {
                         room_wanted = false;
                         claim_due = true;
@@ -286,7 +287,7 @@ impl Dispatcher {
             // than claim a handful at a time.
             let mut throttled = false;
             loop {
-                let busy = loop_.tasks.len() + loop_.lanes.waiting();
+                let busy = loop_.in_flight + loop_.lanes.waiting();
                 let room = max.saturating_sub(busy).min(ctx.options.claim_batch);
                 if room == 0 || (room < worth_claiming && busy > 0) {
                     room_wanted = true;
@@ -332,15 +333,15 @@ impl Dispatcher {
 
         tracing::info!("dispatcher stopping: waiting for deliveries in flight");
         let deadline = Instant::now() + ctx.options.shutdown_grace;
-        while !loop_.tasks.is_empty() {
+        while loop_.in_flight > 0 {
             tokio::select! {
                 Some(done) = done_rx.recv() => loop_.finished(done, &complete_tx).await,
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        if !loop_.tasks.is_empty() {
+        if loop_.in_flight > 0 {
             tracing::warn!(
-                deliveries = loop_.tasks.len(),
+                deliveries = loop_.in_flight,
                 "deliveries still in flight after the grace period were aborted; their leases are given back"
             );
             loop_.tasks.abort_all();
@@ -382,7 +383,12 @@ struct Loop {
     ctx: Arc<Context>,
     handoff: Arc<Handoff>,
     lanes: Lanes,
+    /// The delivery tasks, to abort those past the shutdown grace.
     tasks: JoinSet<()>,
+    /// Tasks started and not yet reported done. Not `tasks.len()`: a task
+    /// that has sent its report may not have returned yet, and counting it
+    /// would hold shutdown for the whole grace period after the last report.
+    in_flight: usize,
     done_tx: mpsc::Sender<TaskDone>,
     /// Deliveries to give back to the store: (id, claim token, due at).
     give_back: Vec<(String, Arc<str>, i64)>,
@@ -493,9 +499,11 @@ impl Loop {
                 .await;
         };
         self.tasks.spawn(task.instrument(span));
+        self.in_flight += 1;
     }
 
     async fn finished(&mut self, done: TaskDone, complete: &mpsc::Sender<Completion>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
         let endpoint = done.endpoint_id;
         if self.lanes.finished(&endpoint) {
             self.refill = true;
