@@ -4,6 +4,7 @@
 
 mod apps;
 mod deliveries;
+mod endpoint_test;
 mod endpoints;
 pub mod error;
 mod events;
@@ -55,7 +56,12 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     // Every /v1 route needs an API key (`auth::require_key`).
     let v1 = Router::new()
-        .nest("/v1/apps", apps::routes().merge(endpoints::routes()))
+        .nest(
+            "/v1/apps",
+            apps::routes()
+                .merge(endpoints::routes())
+                .merge(endpoint_test::routes()),
+        )
         .nest("/v1/events", events::routes(state.max_body_bytes))
         .nest("/v1/deliveries", deliveries::routes())
         .nest("/v1/plugins", plugins::routes())

@@ -57,7 +57,7 @@ impl std::fmt::Display for FieldError {
 }
 
 impl FieldError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
         FieldError {
             field: field.into(),
             message: message.into(),

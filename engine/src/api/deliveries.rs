@@ -128,7 +128,7 @@ async fn fetch(
 }
 
 #[derive(Serialize)]
-struct AttemptOut {
+pub(super) struct AttemptOut {
     id: String,
     attempt: i32,
     started_at: String,

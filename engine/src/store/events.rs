@@ -211,6 +211,64 @@ pub fn replay(
     Ok(n)
 }
 
+/// Stores `event` and one delivery of it to `endpoint_id` alone, whatever
+/// the endpoint's filters say (an operator's test of the endpoint). The
+/// endpoint must be enabled; an event that repeats a stored one is refused.
+/// Returns what was stored and the delivery's id.
+pub fn ingest_for_endpoint(
+    conn: &mut Conn,
+    sealer: &Sealer,
+    app_id: &str,
+    endpoint_id: &str,
+    event: NewEvent,
+    now: i64,
+    lease: Option<&LeaseToSelf>,
+) -> Result<(Ingested, String), StoreError> {
+    let endpoint = endpoints::get(conn, sealer, app_id, endpoint_id)?;
+    if !endpoint.enabled {
+        return Err(StoreError::Conflict(format!(
+            "endpoint {endpoint_id} is disabled: enable it to test it"
+        )));
+    }
+    let row = Event {
+        id: new_id("evt"),
+        app_id: app_id.to_string(),
+        source: event.source,
+        ce_id: event.ce_id,
+        event_type: event.event_type,
+        subject: event.subject,
+        time: event.time,
+        data: event.data,
+        extensions: event.extensions,
+        received_at: now,
+    };
+    if insert_new(conn, std::slice::from_ref(&row))? != [true] {
+        return Err(StoreError::Conflict(format!(
+            "the app already has an event with source {:?} and id {:?}; leave id out for a fresh one",
+            row.source, row.ce_id
+        )));
+    }
+    // No filters: the test goes to this endpoint whatever it subscribes to.
+    let target = (Arc::new(endpoint), TypeFilter::default(), None);
+    let mut out = Ingested::default();
+    let mut rows = Vec::new();
+    fan_out(&row, &[target], now, lease, &mut out, &mut rows);
+    insert_deliveries(conn, &rows)?;
+    if out.unleased > 0 {
+        notify::announce_work(conn)?;
+    }
+    out.accepted.push(Accepted {
+        id: row.id,
+        event_id: row.ce_id,
+        source: row.source,
+        duplicate: false,
+        deliveries: rows.len(),
+    });
+    // One target without filters: exactly one delivery.
+    let delivery = rows.first().map(|r| r.id.clone()).unwrap_or_default();
+    Ok((out, delivery))
+}
+
 /// An endpoint with its type filters, and its payload filter if it has one.
 type Target = (
     Arc<endpoints::Endpoint>,

@@ -285,3 +285,82 @@ async fn endpoint_stats_report_attempts_latency_queue_and_health() {
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["field"], "window", "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_test_goes_through_the_plugin_and_answers_with_the_attempt() {
+    hookline_tests::on_backend!(crate::BACKEND);
+    let mut receiver = Receiver::start().await;
+    let engine = Engine::start().await;
+    let app = engine.create_app("tests").await;
+    // Filters that the test event does not match: a test goes anyway.
+    let endpoint = engine
+        .create_endpoint(
+            &app,
+            json!({ "url": format!("{}/hook", receiver.url), "filter_types": ["order.*"], "retry_schedule": ["1h"] }),
+        )
+        .await;
+    let id = endpoint["id"].as_str().unwrap();
+    let path = format!("/v1/apps/{app}/endpoints/{id}/test");
+
+    // The default event: the answer carries the attempt.
+    let (status, out) = engine.post_raw(&path, "").await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["attempt"]["outcome"], "success", "{out}");
+    assert_eq!(out["attempt"]["status_code"], 200, "{out}");
+    assert_eq!(out["attempt"]["plugin"]["name"], "webhook", "{out}");
+    assert_eq!(out["delivery"]["status"], "delivered", "{out}");
+    assert_eq!(out["delivery"]["event_type"], "hookline.test", "{out}");
+    let got = receiver.next(Duration::from_secs(30)).await;
+    assert_eq!(got.json()["type"], "hookline.test");
+    assert_eq!(got.json()["data"]["endpoint_id"], id);
+    // Signed like any delivery, under the delivery's id.
+    assert_eq!(got.header("webhook-id"), out["delivery"]["id"]);
+
+    // An event of one's own, and a receiver that fails: the answer says why,
+    // and the delivery keeps its retries.
+    receiver.script(&[(503, "maintenance")]);
+    let (status, out) = engine
+        .post(
+            &path,
+            &json!({ "type": "order.created", "data": { "n": 7 } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["attempt"]["outcome"], "retry", "{out}");
+    assert_eq!(out["attempt"]["status_code"], 503, "{out}");
+    assert_eq!(out["attempt"]["response_excerpt"], "maintenance", "{out}");
+    assert_eq!(out["delivery"]["status"], "pending", "{out}");
+    let got = receiver.next(Duration::from_secs(30)).await;
+    assert_eq!(got.json()["data"], json!({ "n": 7 }));
+    // It is a delivery like any other: listed with the endpoint's.
+    let listed = engine.deliveries(&format!("endpoint_id={id}")).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+
+    // What cannot be tested is refused, naming why.
+    let (status, out) = engine.post_raw(&path, "[1]").await;
+    assert_eq!(status, 400, "{out}");
+    assert!(
+        out["error"]["message"].as_str().unwrap().contains("body"),
+        "{out}"
+    );
+    let (status, out) = engine
+        .post_raw(&format!("/v1/apps/{app}/endpoints/ep_missing/test"), "")
+        .await;
+    assert_eq!(status, 404, "{out}");
+    let (status, out) = engine
+        .patch(
+            &format!("/v1/apps/{app}/endpoints/{id}"),
+            &json!({ "enabled": false }),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    let (status, out) = engine.post_raw(&path, "").await;
+    assert_eq!(status, 409, "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("disabled"),
+        "{out}"
+    );
+}
