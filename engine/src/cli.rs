@@ -1,6 +1,11 @@
-//! The `hookline` command line: `serve`, `plugin new|test|bench`, `bench`,
-//! `secret-key new|status`, `migrate`, `verify`.
+//! The `hookline` command line: `serve`, `plugin new|test|bench|list|lift`,
+//! `bench`, `secret-key new|status`, `migrate`, `verify`, `completions`, and
+//! the commands over a running engine's API (`apps`, `endpoints`, `events`,
+//! `deliveries`, `operations`, `keys`).
 
+mod api_args;
+mod api_client;
+mod api_commands;
 pub mod args;
 mod bench;
 mod claim_bench;
@@ -11,6 +16,7 @@ mod plugin_bench;
 mod scaffold;
 mod secret_key;
 mod serve;
+mod table;
 mod verify;
 
 use std::process::ExitCode;
@@ -23,9 +29,31 @@ pub fn main() -> ExitCode {
     init_logging(args.log_format);
     let result = match args.command {
         args::Command::Serve(serve) => serve::run(*serve),
-        args::Command::Plugin(args::PluginCommand::Test(test)) => plugin::test(test),
-        args::Command::Plugin(args::PluginCommand::New(new)) => scaffold::new_plugin(new),
-        args::Command::Plugin(args::PluginCommand::Bench(bench)) => plugin_bench::run(bench),
+        args::Command::Plugin(group) => match group.action {
+            args::PluginCommand::Test(test) => plugin::test(test),
+            args::PluginCommand::New(new) => scaffold::new_plugin(new),
+            args::PluginCommand::Bench(bench) => plugin_bench::run(bench),
+            args::PluginCommand::List => api_commands::plugins(&group.connection, None),
+            args::PluginCommand::Lift { name, app } => {
+                api_commands::plugins(&group.connection, Some((name, app)))
+            }
+        },
+        args::Command::Apps(cmd) => api_commands::apps(cmd),
+        args::Command::Endpoints(cmd) => api_commands::endpoints(cmd),
+        args::Command::Events(cmd) => api_commands::events(cmd),
+        args::Command::Deliveries(cmd) => api_commands::deliveries(cmd),
+        args::Command::Operations(cmd) => api_commands::operations(cmd),
+        args::Command::Keys(cmd) => api_commands::keys(cmd),
+        args::Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut args::Args::command(),
+                "hookline",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         args::Command::Bench(bench) => bench::run(bench),
         args::Command::BenchClaims(bench) => claim_bench::run(bench),
         args::Command::SecretKey(args::SecretKeyCommand::New) => secret_key::new(),
@@ -46,7 +74,8 @@ pub fn main() -> ExitCode {
         }
         Err(e)
             if e.downcast_ref::<plugin::LimitExceeded>().is_some()
-                || e.downcast_ref::<verify::Invalid>().is_some() =>
+                || e.downcast_ref::<verify::Invalid>().is_some()
+                || e.downcast_ref::<api_client::Refused>().is_some() =>
         {
             eprintln!("hookline: {e:#}");
             ExitCode::from(1)
@@ -76,4 +105,38 @@ fn init_logging(format: args::LogFormat) {
         // `span` and `spans`, so a pipeline can search by delivery id.
         args::LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_args::EndpointsAction;
+    use super::args::{Args, Command};
+    use clap::{CommandFactory as _, Parser as _};
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn an_endpoint_s_url_is_never_taken_for_the_engine_s() {
+        let args = Args::try_parse_from([
+            "hookline",
+            "endpoints",
+            "add",
+            "app_1",
+            "http://receiver.example/hook",
+            "--url",
+            "http://engine.example:4665",
+        ])
+        .unwrap();
+        let Command::Endpoints(endpoints) = args.command else {
+            panic!("not endpoints");
+        };
+        assert_eq!(endpoints.connection.url, "http://engine.example:4665");
+        let EndpointsAction::Add { url, .. } = endpoints.action else {
+            panic!("not add");
+        };
+        assert_eq!(url, "http://receiver.example/hook");
+    }
 }

@@ -44,9 +44,26 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the engine: HTTP API, dispatcher and plugin host.
     Serve(Box<ServeArgs>),
-    /// Work with plugins.
-    #[command(subcommand)]
-    Plugin(PluginCommand),
+    /// Work with plugins: the engine's (`list`, `lift`) and plugin files
+    /// (`new`, `test`, `bench`).
+    #[command(visible_alias = "plugins")]
+    Plugin(PluginGroup),
+    /// Apps of a running engine.
+    Apps(super::api_args::Apps),
+    /// Endpoints of an app: add, list, show, update, enable, disable,
+    /// remove, rotate-secret, recover, test, stats.
+    Endpoints(super::api_args::Endpoints),
+    /// Emit, show and replay events.
+    Events(super::api_args::Events),
+    /// What was sent where: list, show with attempts, retry.
+    Deliveries(super::api_args::Deliveries),
+    /// Retries, recoveries and replays, with their progress.
+    Operations(super::api_args::Operations),
+    /// API keys: list, create, revoke.
+    Keys(super::api_args::Keys),
+    /// Print a shell completion script (`hookline completions bash >
+    /// /etc/bash_completion.d/hookline`).
+    Completions { shell: clap_complete::Shell },
     /// Measure end-to-end delivery throughput and latency on this machine.
     Bench(BenchArgs),
     /// Measure the claim path alone (claim and complete, no sending) with
@@ -243,8 +260,28 @@ pub struct ServeArgs {
     pub shutdown_grace: Duration,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct PluginGroup {
+    /// For `list` and `lift`, which ask a running engine.
+    #[command(flatten)]
+    pub connection: super::api_args::Connection,
+    #[command(subcommand)]
+    pub action: PluginCommand,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// The plugins a running engine serves, with their state and quarantines.
+    List,
+    /// Lift a plugin's quarantine (for one app, or every app); its held
+    /// deliveries go now.
+    Lift {
+        /// The plugin's name.
+        name: String,
+        /// Lift it for this app only.
+        #[arg(long)]
+        app: Option<String>,
+    },
     /// Create a new plugin crate that builds for wasm32-wasip2 and passes its own tests.
     New(PluginNewArgs),
     /// Load a plugin exactly as the engine does, run one event through it, and report
