@@ -1,14 +1,16 @@
 //! The `hookline` command line: `serve`, `plugin new|test|bench|list|lift`,
-//! `bench`, `secret-key new|status`, `migrate`, `verify`, `completions`, and
-//! the commands over a running engine's API (`apps`, `endpoints`, `events`,
-//! `deliveries`, `operations`, `keys`).
+//! `bench`, `secret-key new|status`, `migrate`, `backup`, `config check`,
+//! `verify`, `completions`, and the commands over a running engine's API (`apps`,
+//! `endpoints`, `events`, `deliveries`, `operations`, `keys`).
 
 mod api_args;
 mod api_client;
 mod api_commands;
 pub mod args;
+mod backup;
 mod bench;
 mod claim_bench;
+mod config_file;
 mod migrate;
 
 mod plugin;
@@ -21,11 +23,16 @@ mod verify;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 /// Entry point of the `hookline` binary.
 pub fn main() -> ExitCode {
-    let args = args::Args::parse();
+    // The config file's values are the defaults of serve's flags.
+    let args = match config_file::parse() {
+        Ok((args, _)) => args,
+        Err(e) => {
+            eprintln!("hookline: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     init_logging(args.log_format);
     let result = match args.command {
         args::Command::Serve(serve) => serve::run(*serve),
@@ -62,6 +69,8 @@ pub fn main() -> ExitCode {
         }
         args::Command::Migrate(migrate) => migrate::run(migrate),
         args::Command::Verify(verify) => verify::run(verify),
+        args::Command::Backup(backup) => backup::run(backup),
+        args::Command::Config(args::ConfigCommand::Check(check)) => config_file::check(check),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

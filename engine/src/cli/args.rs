@@ -78,6 +78,12 @@ pub enum Command {
     /// Check a request's Standard Webhooks signature, as a receiver would
     /// (exit 0 valid, 1 invalid, 2 for bad input).
     Verify(VerifyArgs),
+    /// Copy the SQLite store to a new file while the engine runs (a
+    /// consistent snapshot, checked after it is written).
+    Backup(BackupArgs),
+    /// The configuration file (`hookline.toml`).
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
 /// The store's database: a SQLite file (the default) or a PostgreSQL server.
@@ -108,6 +114,32 @@ pub struct MigrateArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file and print the configuration `serve` would run
+    /// with (file, environment and defaults), secrets masked.
+    Check(ConfigCheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigCheckArgs {
+    /// The file to check.
+    #[arg(long, env = "HOOKLINE_CONFIG", default_value = "hookline.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// The engine's data directory (where the default SQLite file is).
+    #[arg(long, env = "HOOKLINE_DATA_DIR", default_value = "hookline-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The file to write; it must not exist yet.
+    #[arg(long)]
+    pub to: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SecretKeyCommand {
     /// Print a new random key for `HOOKLINE_SECRET_KEY`.
     New,
@@ -127,6 +159,10 @@ pub struct SecretKeyStatusArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// A TOML file of these settings, keyed by flag name
+    /// (`max_in_flight = 512`); the environment and flags override it.
+    #[arg(long, env = "HOOKLINE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
     #[arg(long, env = "HOOKLINE_LISTEN", default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
     pub listen: SocketAddr,

@@ -351,3 +351,196 @@ async fn the_cli_drives_a_running_engine_in_tables_and_json() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--data is not valid JSON"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_under_load_restores_to_a_working_engine() {
+    hookline_tests::on_backend!(crate::BACKEND);
+    let mut receiver = Receiver::start().await;
+    let engine = Engine::start().await;
+    let app = engine.create_app("backed-up").await;
+    let endpoint = engine
+        .create_endpoint(&app, json!({ "url": format!("{}/hook", receiver.url) }))
+        .await;
+    let events = |from: usize, n: usize| -> serde_json::Value {
+        (from..from + n)
+            .map(|i| json!({ "id": format!("b{i}"), "source": "backup", "type": "t", "data": { "i": i } }))
+            .collect()
+    };
+    engine.emit(&app, events(0, 50)).await;
+    for _ in 0..50 {
+        receiver.next(Duration::from_secs(30)).await;
+    }
+
+    // The backup is taken while events keep coming in.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    let load = {
+        let (url, key, app) = (engine.url.clone(), engine.key.clone(), app.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for batch in 0..20 {
+                let body: Vec<serde_json::Value> = (0..10)
+                    .map(
+                        |i| json!({ "id": format!("l{batch}-{i}"), "source": "load", "type": "t" }),
+                    )
+                    .collect();
+                let r = http
+                    .post(format!("{url}/v1/events?app_id={app}"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+            }
+        })
+    };
+    let data_dir = engine.data_dir.to_str().unwrap().to_string();
+    let (code, out, err) = cli(
+        &engine,
+        &[
+            "backup",
+            "--data-dir",
+            &data_dir,
+            "--to",
+            copy.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}{out}");
+    assert!(out.contains("integrity ok"), "{out}");
+    load.await.unwrap();
+    // A backup never overwrites.
+    let (code, _, err) = cli(
+        &engine,
+        &[
+            "backup",
+            "--data-dir",
+            &data_dir,
+            "--to",
+            copy.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("exists already"), "{err}");
+
+    // Restored in place of a store, the copy runs an engine with the app,
+    // its endpoint (secret included) and what was delivered.
+    let restored_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&copy, restored_dir.path().join("hookline.db")).unwrap();
+    std::fs::copy(
+        engine.data_dir.join("admin.key"),
+        restored_dir.path().join("admin.key"),
+    )
+    .unwrap();
+    let restored = Engine::start_with(hookline_tests::EngineOptions {
+        data_dir: Some(restored_dir.path().to_path_buf()),
+        ..Default::default()
+    })
+    .await;
+    let id = endpoint["id"].as_str().unwrap();
+    let (status, secret) = restored
+        .get(&format!("/v1/apps/{app}/endpoints/{id}/secret"))
+        .await;
+    assert_eq!(status, 200, "{secret}");
+    assert_eq!(secret["secret"], endpoint["secret"]);
+    let delivered = restored
+        .deliveries(&format!("app_id={app}&status=delivered"))
+        .await;
+    let first: std::collections::HashSet<&str> = delivered
+        .iter()
+        .filter_map(|d| d["event_type"].as_str())
+        .collect();
+    assert!(
+        delivered.len() >= 50,
+        "{} delivered in the copy",
+        delivered.len()
+    );
+    assert_eq!(first, ["t"].into());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_is_checked_and_runs_the_engine() {
+    hookline_tests::on_backend!(crate::BACKEND);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hookline.toml");
+    std::fs::write(
+        &file,
+        "# Small bodies only.\nmax_body_kib = 1\nmax_data_kib = 1\nretry-schedule = \"1s,2s\"\nallow_network = [\"127.0.0.0/8\"]\n",
+    )
+    .unwrap();
+    let check = |file: &std::path::Path, env: &[(&str, &str)]| {
+        let out = Command::new(hookline_bin())
+            .args(["config", "check", "--config"])
+            .arg(file)
+            .env_remove("HOOKLINE_MAX_BODY_KIB")
+            .env_remove("HOOKLINE_DATABASE_URL")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Valid: each setting with where its value came from, the password masked.
+    let (code, out, err) = check(
+        &file,
+        &[
+            ("HOOKLINE_MAX_IN_FLIGHT", "77"),
+            ("HOOKLINE_DATABASE_URL", "postgres://hl:s3cret@127.0.0.1/hl"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("max_body_kib")[1..], ["1", "file"]);
+    assert_eq!(row("retry_schedule")[1..], ["1s,2s", "file"]);
+    assert_eq!(row("max_in_flight")[1..], ["77", "env"]);
+    assert_eq!(row("endpoint_max_in_flight")[1..], ["8", "default"]);
+    assert!(!out.contains("s3cret"), "{out}");
+    assert!(row("database_url")[1].contains("***"), "{out}");
+
+    // Invalid: the key and what is wrong with it, exit 2.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "max_inflight = 3\n").unwrap();
+    let (code, _, err) = check(&bad, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("unknown setting `max_inflight`") && err.contains("max_in_flight"),
+        "{err}"
+    );
+    std::fs::write(&bad, "retry_schedule = \"soon\"\n").unwrap();
+    let (code, _, err) = check(&bad, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("retry-schedule"), "{err}");
+
+    // The engine runs with it: a body over the file's 1 KiB is refused.
+    let mut options = hookline_tests::EngineOptions::default();
+    options
+        .args
+        .extend(["--config".to_string(), file.to_str().unwrap().to_string()]);
+    let engine = Engine::start_with(options).await;
+    let app = engine.create_app("configured").await;
+    let (status, out) = engine
+        .post(
+            &format!("/v1/events?app_id={app}"),
+            &json!({ "id": "big", "source": "s", "type": "t", "data": { "blob": "x".repeat(2048) } }),
+        )
+        .await;
+    assert_eq!(status, 413, "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1024 bytes"),
+        "{out}"
+    );
+}
