@@ -3,6 +3,7 @@
 //! of their own and never send internal error details to clients.
 
 mod apps;
+pub mod declared;
 mod deliveries;
 mod endpoint_test;
 mod endpoints;

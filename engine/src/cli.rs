@@ -26,8 +26,8 @@ use std::process::ExitCode;
 /// Entry point of the `hookline` binary.
 pub fn main() -> ExitCode {
     // The config file's values are the defaults of serve's flags.
-    let args = match config_file::parse() {
-        Ok((args, _)) => args,
+    let (args, declared) = match config_file::parse() {
+        Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("hookline: {e:#}");
             return ExitCode::from(2);
@@ -35,7 +35,7 @@ pub fn main() -> ExitCode {
     };
     init_logging(args.log_format);
     let result = match args.command {
-        args::Command::Serve(serve) => serve::run(*serve),
+        args::Command::Serve(serve) => serve::run(*serve, declared),
         args::Command::Plugin(group) => match group.action {
             args::PluginCommand::Test(test) => plugin::test(test),
             args::PluginCommand::New(new) => scaffold::new_plugin(new),

@@ -38,6 +38,24 @@ pub struct Config {
     pub secret_rotation_overlap: std::time::Duration,
     /// `WebHook-Request-Origin` of the validation handshake.
     pub webhook_origin: String,
+    /// Apps and endpoints the config file declares, applied at start-up.
+    pub declared: Vec<DeclaredApp>,
+}
+
+/// An app declared in the config file (`[[apps]]`), with its endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct DeclaredApp {
+    pub id: String,
+    pub name: String,
+    pub endpoints: Vec<DeclaredEndpoint>,
+}
+
+/// An endpoint declared in the config file (`[[apps.endpoints]]`): its id
+/// and the fields of the API's endpoint object it sets.
+#[derive(Debug, Clone, Default)]
+pub struct DeclaredEndpoint {
+    pub id: String,
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Config {
@@ -159,6 +177,7 @@ impl Config {
             disable_after: args.disable_after,
         };
         Ok(Config {
+            declared: Vec::new(),
             listen: args.listen,
             insecure_no_auth: args.insecure_no_auth,
             data_dir: args.data_dir,

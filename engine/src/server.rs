@@ -231,6 +231,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         sender,
         webhook_origin: config.webhook_origin.clone(),
     };
+    if !config.declared.is_empty() {
+        let applied = api::declared::apply(&state, &config.declared).await?;
+        tracing::info!(
+            created = applied.created,
+            updated = applied.updated,
+            unchanged = applied.unchanged,
+            "applied the config file's apps and endpoints"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("failed to listen on {}", config.listen))?;

@@ -45,7 +45,7 @@ const MAX_CONFIG_BYTES: usize = 64 << 10;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateEndpoint {
+pub(super) struct CreateEndpoint {
     url: String,
     #[serde(default)]
     description: String,
@@ -87,7 +87,7 @@ fn public_key(secret: &str) -> Option<String> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateEndpoint {
+pub(super) struct UpdateEndpoint {
     url: Option<String>,
     description: Option<String>,
     plugin: Option<String>,
@@ -212,7 +212,7 @@ fn check_policy(input: PolicyInput) -> Result<PolicyChanges, ApiError> {
 
 /// An endpoint as the API shows it; the secret only on creation and from `/secret`.
 #[derive(Serialize)]
-struct EndpointOut {
+pub(super) struct EndpointOut {
     id: String,
     app_id: String,
     url: String,
@@ -447,6 +447,19 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<EndpointOut>), ApiError> {
     let input: CreateEndpoint = parse_json(body)?;
+    let out = create_endpoint(&state, app_id, new_id("ep"), input).await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// Checks and stores a new endpoint `id` of `app_id`: the API's create, and
+/// an endpoint declared in the config file. The answer carries the secret.
+pub(super) async fn create_endpoint(
+    state: &AppState,
+    app_id: String,
+    id: String,
+    input: CreateEndpoint,
+) -> Result<EndpointOut, ApiError> {
+    let state = state.clone();
     let lookup = app_id.clone();
     state.store.read(move |c| apps::get(c, &lookup)).await?;
     check_url(&state, &input.url).await?;
@@ -473,7 +486,7 @@ async fn create(
     let now = now_ms();
     let enabled = input.enabled.unwrap_or(true);
     let mut endpoint = Endpoint::new(
-        new_id("ep"),
+        id,
         app_id,
         input.url,
         input.description,
@@ -502,7 +515,7 @@ async fn create(
         .await?;
     let mut out = EndpointOut::from(endpoint);
     out.secret = Some(secret);
-    Ok((StatusCode::CREATED, Json(out)))
+    Ok(out)
 }
 
 async fn list(
@@ -707,6 +720,20 @@ async fn update(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EndpointOut>, ApiError> {
     let input: UpdateEndpoint = parse_json(body)?;
+    Ok(Json(
+        update_endpoint(&state, app_id, endpoint_id, input).await?,
+    ))
+}
+
+/// Checks and applies changes to an endpoint: the API's update, and a
+/// declared endpoint whose fields in the config file changed.
+pub(super) async fn update_endpoint(
+    state: &AppState,
+    app_id: String,
+    endpoint_id: String,
+    input: UpdateEndpoint,
+) -> Result<EndpointOut, ApiError> {
+    let state = state.clone();
     let (a, e) = (app_id.clone(), endpoint_id.clone());
     let sealer = state.store.sealer();
     let current = state
@@ -797,7 +824,7 @@ async fn update(
         // Held deliveries resumed, or an operational event to send.
         state.handoff.wake.notify_one();
     }
-    Ok(Json(updated.into()))
+    Ok(updated.into())
 }
 
 async fn remove(

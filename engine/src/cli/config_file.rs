@@ -8,23 +8,116 @@
 //! environment variables, flags. clap already resolves the last three; the
 //! file only moves the first. An unknown key or a value of the wrong shape
 //! is refused with the key's name, before anything starts.
+//!
+//! `[[apps]]` tables declare apps and their `[[apps.endpoints]]`; their ids
+//! and shape are checked here, their fields when the engine applies them
+//! (`api::declared`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::parser::ValueSource;
-use clap::{ArgMatches, Command, FromArgMatches as _};
+use clap::{Command, FromArgMatches as _};
 
 use super::args::{Args, ConfigCheckArgs, ServeArgs};
+use crate::config::{DeclaredApp, DeclaredEndpoint};
 
 /// The environment variable naming the file (like `--config`).
 pub const CONFIG_VAR: &str = "HOOKLINE_CONFIG";
 
-/// A loaded file: setting ids and their values as flag text.
+/// A loaded file: setting ids and their values as flag text, and the
+/// declared apps.
 #[derive(Debug, Default)]
 pub struct ConfigFile {
     settings: BTreeMap<String, String>,
+    pub apps: Vec<DeclaredApp>,
+}
+
+/// Longest declared id.
+const MAX_ID: usize = 64;
+
+/// A declared id: `prefix` then letters, digits, `_` or `-`.
+fn check_id(what: &str, id: Option<&toml::Value>, prefix: &str) -> anyhow::Result<String> {
+    let id = id
+        .and_then(toml::Value::as_str)
+        .ok_or_else(|| anyhow!("{what}: `id` is required (a string such as \"{prefix}orders\")"))?;
+    let rest = id.strip_prefix(prefix).unwrap_or("");
+    if rest.is_empty()
+        || id.len() > MAX_ID
+        || !rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        bail!(
+            "{what}: id {id:?} must be {prefix} then letters, digits, `_` or `-`, at most {MAX_ID} bytes"
+        );
+    }
+    Ok(id.to_string())
+}
+
+/// `[[apps]]` with their `[[apps.endpoints]]`.
+fn declared_apps(path: &Path, value: toml::Value) -> anyhow::Result<Vec<DeclaredApp>> {
+    let at = path.display();
+    let toml::Value::Array(apps) = value else {
+        bail!("{at}: `apps` must be an array of tables ([[apps]])");
+    };
+    let mut out: Vec<DeclaredApp> = Vec::new();
+    for (i, app) in apps.into_iter().enumerate() {
+        let toml::Value::Table(mut app) = app else {
+            bail!("{at}: apps[{i}] must be a table");
+        };
+        let id = check_id(&format!("{at}: apps[{i}]"), app.get("id"), "app_")?;
+        if out.iter().any(|a| a.id == id) {
+            bail!("{at}: app {id} is declared twice");
+        }
+        let name = match app.remove("name") {
+            None => id.clone(),
+            Some(toml::Value::String(name)) if !name.trim().is_empty() && name.len() <= 256 => name,
+            Some(_) => bail!("{at}: app {id}: `name` must be 1 to 256 bytes of text"),
+        };
+        let endpoints = match app.remove("endpoints") {
+            None => Vec::new(),
+            Some(toml::Value::Array(list)) => list,
+            Some(_) => {
+                bail!("{at}: app {id}: `endpoints` must be an array of tables ([[apps.endpoints]])")
+            }
+        };
+        app.remove("id");
+        if let Some(key) = app.keys().next() {
+            bail!("{at}: app {id}: unknown key `{key}` (an app has id, name and endpoints)");
+        }
+        let mut declared = DeclaredApp {
+            id: id.clone(),
+            name,
+            endpoints: Vec::new(),
+        };
+        for (j, endpoint) in endpoints.into_iter().enumerate() {
+            let toml::Value::Table(mut endpoint) = endpoint else {
+                bail!("{at}: app {id}: endpoints[{j}] must be a table");
+            };
+            let ep = check_id(
+                &format!("{at}: app {id}: endpoints[{j}]"),
+                endpoint.get("id"),
+                "ep_",
+            )?;
+            if out
+                .iter()
+                .chain([&declared])
+                .any(|a| a.endpoints.iter().any(|e| e.id == ep))
+            {
+                bail!("{at}: endpoint {ep} is declared twice");
+            }
+            endpoint.remove("id");
+            let fields = match serde_json::to_value(&endpoint) {
+                Ok(serde_json::Value::Object(fields)) => fields,
+                _ => bail!("{at}: app {id}: endpoint {ep}: not representable as JSON"),
+            };
+            declared.endpoints.push(DeclaredEndpoint { id: ep, fields });
+        }
+        out.push(declared);
+    }
+    Ok(out)
 }
 
 /// The ids of `serve`'s settings that a file may set, and the global ones
@@ -57,7 +150,12 @@ impl ConfigFile {
             .map_err(|e| anyhow!("{}: not valid TOML: {e}", path.display()))?;
         let (own, global) = settable(cmd);
         let mut settings = BTreeMap::new();
+        let mut apps = Vec::new();
         for (key, value) in table {
+            if key == "apps" {
+                apps = declared_apps(path, value)?;
+                continue;
+            }
             let id = key.replace('-', "_");
             if !own.contains(&id) && !global.contains(&id) {
                 let near = own
@@ -84,7 +182,7 @@ impl ConfigFile {
             })?;
             settings.insert(id, text);
         }
-        Ok(ConfigFile { settings })
+        Ok(ConfigFile { settings, apps })
     }
 
     /// `cmd` with the file's values as the defaults of its settings.
@@ -149,16 +247,20 @@ pub fn named_in(argv: &[std::ffi::OsString]) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Parses the command line with the named config file applied.
-pub fn parse() -> anyhow::Result<(Args, ArgMatches)> {
+/// Parses the command line with the named config file applied; the apps
+/// it declares.
+pub fn parse() -> anyhow::Result<(Args, Vec<DeclaredApp>)> {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut cmd = <Args as clap::CommandFactory>::command();
+    let mut apps = Vec::new();
     if let Some(path) = named_in(&argv) {
-        cmd = ConfigFile::load(&path, &cmd)?.apply(cmd);
+        let file = ConfigFile::load(&path, &cmd)?;
+        cmd = file.apply(cmd);
+        apps = file.apps;
     }
     let matches = cmd.get_matches_from(argv);
     let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    Ok((args, matches))
+    Ok((args, apps))
 }
 
 /// `hookline config check`: loads the file, validates the configuration
@@ -215,7 +317,12 @@ pub fn check(args: ConfigCheckArgs) -> anyhow::Result<()> {
         };
         table.add_row([id.clone(), mask(id, &value), source.to_string()]);
     }
-    println!("{}: valid\n\n{table}", args.config.display());
+    let endpoints: usize = file.apps.iter().map(|a| a.endpoints.len()).sum();
+    println!(
+        "{}: valid; declares {} apps and {endpoints} endpoints\n\n{table}",
+        args.config.display(),
+        file.apps.len()
+    );
     Ok(())
 }
 

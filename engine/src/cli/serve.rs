@@ -1,10 +1,12 @@
 //! `hookline serve`.
 
 use crate::cli::args::ServeArgs;
-use crate::config::Config;
+use crate::config::{Config, DeclaredApp};
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::from_args(args)?;
+/// Runs the engine with `args` and the apps the config file declares.
+pub fn run(args: ServeArgs, declared: Vec<DeclaredApp>) -> anyhow::Result<()> {
+    let mut config = Config::from_args(args)?;
+    config.declared = declared;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -20,6 +20,14 @@ pub fn insert(conn: &mut Conn, app: &App) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Gives an app a new name.
+pub fn rename(conn: &mut Conn, id: &str, name: &str) -> Result<(), StoreError> {
+    diesel::update(apps::table.find(id))
+        .set(apps::name.eq(name))
+        .execute(conn)?;
+    Ok(())
+}
+
 pub fn get(conn: &mut Conn, id: &str) -> Result<App, StoreError> {
     apps::table
         .find(id)

@@ -544,3 +544,118 @@ async fn a_config_file_is_checked_and_runs_the_engine() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_and_endpoints_declared_in_the_config_file_are_applied_at_each_start() {
+    hookline_tests::on_backend!(crate::BACKEND);
+    let mut receiver = Receiver::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("hookline.toml");
+    let receiver_url = receiver.url.clone();
+    let declare = |filters: &str| {
+        format!(
+            r#"
+[[apps]]
+id = "app_shop"
+name = "Shop"
+
+[[apps.endpoints]]
+id = "ep_shop_orders"
+url = "{}/orders"
+filter_types = [{filters}]
+retry_schedule = ["1s", "5s"]
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+[[apps.endpoints]]
+id = "ep_shop_chat"
+url = "{}/chat"
+plugin = "slack"
+filter_types = ["order.*"]
+"#,
+            receiver_url, receiver_url
+        )
+    };
+    std::fs::write(&file, declare(r#""order.*""#)).unwrap();
+    let start = || {
+        let mut options = hookline_tests::EngineOptions {
+            data_dir: Some(data.path().to_path_buf()),
+            ..Default::default()
+        };
+        options
+            .args
+            .extend(["--config".into(), file.to_str().unwrap().into()]);
+        Engine::start_with(options)
+    };
+
+    // First start: created with the declared ids and secret.
+    let mut engine = start().await;
+    let (status, shown) = engine
+        .get("/v1/apps/app_shop/endpoints/ep_shop_orders/secret")
+        .await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["secret"], "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    engine
+        .emit(
+            "app_shop",
+            json!([{ "id": "o1", "source": "gitops", "type": "order.created", "data": {} }]),
+        )
+        .await;
+    let mut paths: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        paths.push(receiver.next(Duration::from_secs(30)).await.path);
+    }
+    paths.sort();
+    assert_eq!(paths, ["/chat", "/orders"]);
+    assert!(
+        engine.log().contains("created=3 updated=0 unchanged=0"),
+        "{}",
+        engine.log()
+    );
+    engine.stop();
+
+    // The same file again: nothing changes.
+    let mut engine = start().await;
+    assert!(
+        engine.log().contains("created=0 updated=0 unchanged=3"),
+        "{}",
+        engine.log()
+    );
+    engine.stop();
+
+    // A changed filter: that endpoint is updated, nothing is duplicated.
+    std::fs::write(&file, declare(r#""order.*", "invoice.*""#)).unwrap();
+    let engine = start().await;
+    assert!(
+        engine.log().contains("created=0 updated=1 unchanged=2"),
+        "{}",
+        engine.log()
+    );
+    let (_, orders) = engine
+        .get("/v1/apps/app_shop/endpoints/ep_shop_orders")
+        .await;
+    assert_eq!(orders["filter_types"], json!(["order.*", "invoice.*"]));
+    let (_, list) = engine.get("/v1/apps/app_shop/endpoints").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2, "{list}");
+    drop(engine);
+
+    // A declared endpoint the API would refuse stops the start, naming it.
+    std::fs::write(
+        &file,
+        "[[apps]]\nid = \"app_shop\"\n[[apps.endpoints]]\nid = \"ep_bad\"\nurl = \"ftp://x\"\n",
+    )
+    .unwrap();
+    let out = Command::new(hookline_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(data.path())
+        .env_remove("HOOKLINE_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("app app_shop endpoint ep_bad: url:"),
+        "{stderr}"
+    );
+}
