@@ -12,6 +12,7 @@ mod events;
 mod keys;
 pub mod limits;
 mod linger;
+mod openapi;
 mod plugins;
 mod query;
 mod recovery;
@@ -24,6 +25,9 @@ use axum::response::IntoResponse as _;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::cloudevent::EventLimits;
 use crate::delivery::Handoff;
@@ -55,8 +59,9 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    // Every /v1 route needs an API key (`auth::require_key`).
-    let v1 = Router::new()
+    // Every /v1 route needs an API key (`auth::require_key`). Routes and
+    // their OpenAPI entries are registered together (`openapi`).
+    let v1 = OpenApiRouter::new()
         .nest(
             "/v1/apps",
             apps::routes()
@@ -74,13 +79,30 @@ pub fn router(state: AppState) -> Router {
         ))
         // Routes that take larger bodies (POST /v1/events) set their own.
         .layer(axum::extract::DefaultBodyLimit::max(limits::BODY_LIMIT));
+    let (v1, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+        .merge(v1)
+        .split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let doc: Arc<str> = doc
+        .to_json()
+        .expect("the OpenAPI document serializes")
+        .into();
     Router::new()
         .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        doc.to_string(),
+                    )
+                }
+            }),
         )
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
         .merge(v1)
         // Unknown routes and methods answer in the documented error shape too.
         .fallback(|uri: axum::http::Uri| async move {
@@ -94,9 +116,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The process is alive (a liveness probe; it checks nothing else).
+#[utoipa::path(get, path = "/healthz", tag = "health", security(),
+    responses((status = 200, description = "`{status: \"ok\"}`")))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
 /// Ready when the store answers reads, the writer commits, and plugins are
 /// loaded; 503 naming what is not, otherwise (for load balancers and
 /// orchestrators). `/healthz` only says the process is alive.
+#[utoipa::path(get, path = "/readyz", tag = "health", security(),
+    responses((status = 200, description = "`{status: \"ready\", checks}`"), (status = 503, body = openapi::ErrorBody)))]
 async fn ready(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -130,6 +161,8 @@ async fn ready(
 /// Prometheus metrics (`crate::metrics`). Served without a key, like the
 /// health checks, so a scraper needs no credentials: the labels carry no
 /// tenant data. The queue and breaker gauges are read from the store now.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(),
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<axum::response::Response, ApiError> {
@@ -198,7 +231,8 @@ fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// `?limit=&cursor=` for list endpoints.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Page {
     limit: Option<i64>,
     cursor: Option<String>,

@@ -1,32 +1,36 @@
 //! `/v1/apps`: the tenants.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::ErrorBody;
 use super::query::Query;
 use super::{ApiError, AppState, Page, page, parse_json};
 use crate::auth::Caller;
 use crate::id::{new_id, now_ms, rfc3339};
 use crate::store::apps::{self, App};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(list).post(create))
-        .route("/{app_id}", get(fetch))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(fetch))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateApp {
+    /// 1 to 256 bytes.
     name: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct AppOut {
     id: String,
     name: String,
@@ -43,6 +47,9 @@ impl From<App> for AppOut {
     }
 }
 
+/// Create an app (admin key).
+#[utoipa::path(post, path = "", tag = "apps", request_body = CreateApp,
+    responses((status = 201, body = AppOut), (status = "4XX", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -64,6 +71,9 @@ async fn create(
     Ok((StatusCode::CREATED, Json(app.into())))
 }
 
+/// List apps (an app key sees its own).
+#[utoipa::path(get, path = "", tag = "apps", params(Page),
+    responses((status = 200, description = "`{data: [App], next_cursor}`"), (status = "4XX", body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -84,6 +94,9 @@ async fn list(
     Ok(Json(page(out, limit, |a| a.id.clone())))
 }
 
+/// One app.
+#[utoipa::path(get, path = "/{app_id}", tag = "apps", params(("app_id" = String, Path)),
+    responses((status = 200, body = AppOut), (status = "4XX", body = ErrorBody)))]
 async fn fetch(
     State(state): State<AppState>,
     caller: Caller,

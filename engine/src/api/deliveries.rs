@@ -1,11 +1,13 @@
 //! `/v1/deliveries`: what was sent where, and every attempt.
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::ErrorBody;
 use super::query::Query;
 use super::{ApiError, AppState, Page, page};
 use crate::auth::Caller;
@@ -14,14 +16,15 @@ use crate::store::deliveries::{
     self, Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, HoldKind,
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(list))
-        .route("/{delivery_id}", get(fetch))
-        .route("/{delivery_id}/attempts", get(attempts))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(fetch))
+        .routes(routes!(attempts))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     app_id: Option<String>,
     endpoint_id: Option<String>,
@@ -33,7 +36,7 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct DeliveryOut {
     id: String,
     app_id: String,
@@ -74,6 +77,9 @@ impl From<Delivery> for DeliveryOut {
     }
 }
 
+/// Deliveries, newest first, filtered.
+#[utoipa::path(get, path = "", tag = "deliveries", params(ListQuery),
+    responses((status = 200, description = "`{data: [Delivery], next_cursor}`"), (status = "4XX", body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -112,6 +118,9 @@ async fn list(
     Ok(Json(page(out, limit, |d| d.id.clone())))
 }
 
+/// One delivery.
+#[utoipa::path(get, path = "/{delivery_id}", tag = "deliveries", params(("delivery_id" = String, Path)),
+    responses((status = 200, body = DeliveryOut), (status = "4XX", body = ErrorBody)))]
 async fn fetch(
     State(state): State<AppState>,
     caller: Caller,
@@ -127,7 +136,7 @@ async fn fetch(
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct AttemptOut {
     id: String,
     attempt: i32,
@@ -156,6 +165,9 @@ impl From<Attempt> for AttemptOut {
     }
 }
 
+/// A delivery's attempts, first to last.
+#[utoipa::path(get, path = "/{delivery_id}/attempts", tag = "deliveries", params(("delivery_id" = String, Path)),
+    responses((status = 200, description = "`{data: [Attempt]}`"), (status = "4XX", body = ErrorBody)))]
 async fn attempts(
     State(state): State<AppState>,
     caller: Caller,

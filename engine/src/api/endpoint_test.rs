@@ -10,15 +10,17 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::deliveries::{AttemptOut, DeliveryOut};
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState, read_body};
 use crate::cloudevent::{self, FieldError, Mode};
 use crate::id::{new_id, now_ms};
@@ -33,8 +35,8 @@ const POLL: Duration = Duration::from_millis(50);
 /// The type of the default test event.
 pub const TEST_EVENT_TYPE: &str = "hookline.test";
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/{app_id}/endpoints/{endpoint_id}/test", post(test))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(test))
 }
 
 /// The event to send: the body's attributes, each one defaulted when left
@@ -77,6 +79,11 @@ fn test_event(body: &[u8], endpoint_id: &str) -> Result<Vec<u8>, ApiError> {
     Ok(serde_json::to_vec(&event).expect("a JSON map serializes"))
 }
 
+/// Send a test event to this endpoint alone, through its plugin, as a real delivery; the answer carries its first attempt (202 when it is held back).
+#[utoipa::path(post, path = "/{app_id}/endpoints/{endpoint_id}/test", tag = "endpoints",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)),
+    request_body(content = Object, description = "CloudEvent attributes; those left out are defaulted. May be empty."),
+    responses((status = 200, description = "`{delivery, attempt}`"), (status = 202, description = "`{delivery, attempt: null}`: not attempted yet"), (status = "4XX", body = ErrorBody)))]
 async fn test(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,

@@ -1,14 +1,17 @@
 //! `/v1/apps/{app_id}/endpoints`: where an app's events go.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::ErrorBody;
 use super::query::Query;
 use super::{ApiError, AppState, Page, page, parse_json};
 use crate::delivery::RetrySchedule;
@@ -23,19 +26,13 @@ use crate::store::apps;
 use crate::store::deliveries::{self, AttemptOutcome};
 use crate::store::endpoints::{self, Endpoint, EndpointChanges};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/{app_id}/endpoints", get(list).post(create))
-        .route(
-            "/{app_id}/endpoints/{endpoint_id}",
-            get(fetch).patch(update).delete(remove),
-        )
-        .route("/{app_id}/endpoints/{endpoint_id}/secret", get(secret))
-        .route("/{app_id}/endpoints/{endpoint_id}/stats", get(stats))
-        .route(
-            "/{app_id}/endpoints/{endpoint_id}/secret/rotate",
-            axum::routing::post(rotate_secret),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(fetch, update, remove))
+        .routes(routes!(secret))
+        .routes(routes!(stats))
+        .routes(routes!(rotate_secret))
 }
 
 const DEFAULT_PLUGIN: &str = "webhook";
@@ -43,7 +40,7 @@ const MAX_URL: usize = 2048;
 const MAX_DESCRIPTION: usize = 1024;
 const MAX_CONFIG_BYTES: usize = 64 << 10;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateEndpoint {
     url: String,
@@ -85,7 +82,7 @@ fn public_key(secret: &str) -> Option<String> {
     SigningKey::parse(secret).ok()?.public_key()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UpdateEndpoint {
     url: Option<String>,
@@ -107,7 +104,7 @@ pub(super) struct UpdateEndpoint {
 
 /// Delivery policy an endpoint may set. Each field: absent leaves it as it
 /// is, `null` returns to the engine's default, a value sets it.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 struct PolicyInput {
     /// Delays between attempts: durations such as `"5s"` or milliseconds.
     #[serde(default, deserialize_with = "some")]
@@ -211,7 +208,7 @@ fn check_policy(input: PolicyInput) -> Result<PolicyChanges, ApiError> {
 }
 
 /// An endpoint as the API shows it; the secret only on creation and from `/secret`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(super) struct EndpointOut {
     id: String,
     app_id: String,
@@ -242,7 +239,7 @@ pub(super) struct EndpointOut {
 }
 
 /// When the receiver agreed to receive events, and at what rate.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct HandshakeOut {
     validated_at: String,
     /// `WebHook-Allowed-Rate`, requests per minute; `null` for no limit.
@@ -250,7 +247,7 @@ struct HandshakeOut {
 }
 
 /// The circuit breaker and the current failure streak.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct HealthOut {
     /// `closed`, `open` or `half_open`.
     breaker: &'static str,
@@ -441,6 +438,9 @@ async fn check_plugin(
     }
 }
 
+/// Add an endpoint to an app; the answer carries its secret.
+#[utoipa::path(post, path = "/{app_id}/endpoints", tag = "endpoints", params(("app_id" = String, Path)), request_body = CreateEndpoint,
+    responses((status = 201, body = EndpointOut), (status = "4XX", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     Path(app_id): Path<String>,
@@ -518,6 +518,9 @@ pub(super) async fn create_endpoint(
     Ok(out)
 }
 
+/// An app's endpoints with their health.
+#[utoipa::path(get, path = "/{app_id}/endpoints", tag = "endpoints", params(("app_id" = String, Path), Page),
+    responses((status = 200, description = "`{data: [Endpoint], next_cursor}`"), (status = "4XX", body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     Path(app_id): Path<String>,
@@ -536,6 +539,9 @@ async fn list(
     Ok(Json(page(out, limit, |e| e.id.clone())))
 }
 
+/// One endpoint, its settings and health.
+#[utoipa::path(get, path = "/{app_id}/endpoints/{endpoint_id}", tag = "endpoints", params(("app_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 200, body = EndpointOut), (status = "4XX", body = ErrorBody)))]
 async fn fetch(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -548,6 +554,9 @@ async fn fetch(
     Ok(Json(endpoint.into()))
 }
 
+/// The endpoint's signing secret (and the previous one during a rotation).
+#[utoipa::path(get, path = "/{app_id}/endpoints/{endpoint_id}/secret", tag = "endpoints", params(("app_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 200, description = "`{secret, public_key, previous_secret_expires_at}`"), (status = "4XX", body = ErrorBody)))]
 async fn secret(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -560,7 +569,8 @@ async fn secret(
     Ok(Json(secret_out(&endpoint)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StatsQuery {
     /// How far back, e.g. `1h`, `24h`, `7d` (default 24 h, at most 30 days).
@@ -572,6 +582,9 @@ const MAX_STATS_WINDOW: std::time::Duration = std::time::Duration::from_secs(30 
 
 /// An endpoint's attempts over a window: how many, by outcome, the success
 /// rate and latency percentiles, with its current health and queue.
+/// Attempts over a window by outcome, success rate, latency percentiles, queue and health.
+#[utoipa::path(get, path = "/{app_id}/endpoints/{endpoint_id}/stats", tag = "endpoints", params(("app_id" = String, Path), ("endpoint_id" = String, Path), StatsQuery),
+    responses((status = 200, description = "Statistics"), (status = "4XX", body = ErrorBody)))]
 async fn stats(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -656,7 +669,7 @@ fn secret_out(endpoint: &Endpoint) -> Value {
     })
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateSecret {
     /// The new secret; generated when absent.
@@ -668,6 +681,9 @@ struct RotateSecret {
 /// `POST …/secret/rotate`: a new secret becomes current; the old one keeps
 /// signing (a second signature on every request) for the overlap, so
 /// receivers can switch without a gap.
+/// A new secret; the old one keeps signing for the rotation overlap.
+#[utoipa::path(post, path = "/{app_id}/endpoints/{endpoint_id}/secret/rotate", tag = "endpoints", params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = RotateSecret,
+    responses((status = 200, description = "The secrets in force"), (status = "4XX", body = ErrorBody)))]
 async fn rotate_secret(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -714,6 +730,9 @@ async fn rotate_secret(
     Ok(Json(secret_out(&endpoint)))
 }
 
+/// Change an endpoint: absent fields stay, `null` returns a policy to the default.
+#[utoipa::path(patch, path = "/{app_id}/endpoints/{endpoint_id}", tag = "endpoints", params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = UpdateEndpoint,
+    responses((status = 200, body = EndpointOut), (status = "4XX", body = ErrorBody)))]
 async fn update(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -827,6 +846,9 @@ pub(super) async fn update_endpoint(
     Ok(updated.into())
 }
 
+/// Remove an endpoint.
+#[utoipa::path(delete, path = "/{app_id}/endpoints/{endpoint_id}", tag = "endpoints", params(("app_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 204), (status = "4XX", body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,

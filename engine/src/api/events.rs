@@ -1,15 +1,17 @@
 //! `/v1/events`: CloudEvents in. An accepted event is committed with its
 //! deliveries before the 202 goes out.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::ErrorBody;
 use super::query::Query;
 use super::{ApiError, AppState, read_body};
 use crate::auth::Caller;
@@ -17,20 +19,28 @@ use crate::cloudevent;
 use crate::id::{now_ms, rfc3339};
 use crate::store::{StoreError, events};
 
-pub fn routes(max_body_bytes: usize) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/",
-            post(ingest).layer(DefaultBodyLimit::max(max_body_bytes)),
-        )
-        .route("/{event_id}", get(fetch))
+pub fn routes(max_body_bytes: usize) -> OpenApiRouter<AppState> {
+    // The ingest route takes larger bodies than the others.
+    let (schemas, paths, ingest) = routes!(ingest);
+    OpenApiRouter::new()
+        .routes((
+            schemas,
+            paths,
+            ingest.layer(DefaultBodyLimit::max(max_body_bytes)),
+        ))
+        .routes(routes!(fetch))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AppQuery {
     app_id: Option<String>,
 }
 
+/// Accept CloudEvents: structured (`application/cloudevents+json`), batch (`application/cloudevents-batch+json`), binary (`ce-*` headers) or plain JSON (one event or an array). 202 once they are stored with their deliveries.
+#[utoipa::path(post, path = "", tag = "events", params(AppQuery),
+    request_body(content = Object, description = "One CloudEvent, or an array of them"),
+    responses((status = 202, description = "`{data: [{id, event_id, source, duplicate, deliveries}]}`"), (status = "4XX", body = ErrorBody)))]
 async fn ingest(
     State(state): State<AppState>,
     caller: Caller,
@@ -120,6 +130,9 @@ struct EventOut {
     received_at: String,
 }
 
+/// A stored event.
+#[utoipa::path(get, path = "/{event_id}", tag = "events", params(("event_id" = String, Path), AppQuery),
+    responses((status = 200, description = "The event"), (status = "4XX", body = ErrorBody)))]
 async fn fetch(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,28 +1,30 @@
 //! `/v1/api-keys`: create, list and revoke API keys (admin keys only). A
 //! key's secret is in the answer to its creation and nowhere else.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState, parse_json};
 use crate::auth::{self, Caller};
 use crate::id::{now_ms, rfc3339};
 use crate::store::api_keys::{self, ApiKey};
 use crate::store::apps;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(list).post(create))
-        .route("/{key_id}", delete(revoke))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(revoke))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
     name: String,
@@ -59,6 +61,9 @@ impl From<ApiKey> for KeyOut {
     }
 }
 
+/// Create a key (admin); the key itself is in this answer only.
+#[utoipa::path(post, path = "", tag = "keys", request_body = CreateKey,
+    responses((status = 201, description = "The key, with `key`"), (status = "4XX", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -95,6 +100,9 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
+/// The keys: prefix, scope and last use, never the key.
+#[utoipa::path(get, path = "", tag = "keys",
+    responses((status = 200, description = "`{data: [Key]}`"), (status = "4XX", body = ErrorBody)))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     let rows = state.store.read(api_keys::all).await?;
@@ -102,6 +110,9 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Valu
     Ok(Json(json!({ "data": out })))
 }
 
+/// Revoke a key.
+#[utoipa::path(delete, path = "/{key_id}", tag = "keys", params(("key_id" = String, Path)),
+    responses((status = 204), (status = "4XX", body = ErrorBody)))]
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,

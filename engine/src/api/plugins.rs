@@ -2,22 +2,24 @@
 //! refused and why, each version's quarantine per app, and the sandbox's
 //! memory budget. `POST /v1/plugins/{name}/lift` lifts a quarantine.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState, parse_json};
 use crate::auth::Caller;
 use crate::id::rfc3339;
 use crate::plugins::PluginSource;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(list))
-        .route("/{name}/lift", post(lift))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(lift))
 }
 
 /// The file name of a plugin file: where the plugins directory is on the
@@ -29,6 +31,9 @@ fn file_name(path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Plugins in service with their quarantines, refused files, the sandbox's budget.
+#[utoipa::path(get, path = "", tag = "plugins",
+    responses((status = 200, description = "`{data: [Plugin], sandbox}`"), (status = "4XX", body = ErrorBody)))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Json<Value> {
     // An app key sees the plugins and its own app's quarantine; other apps,
     // faults and refused files are the operator's.
@@ -107,6 +112,10 @@ struct LiftInput {
 
 /// Lifts the quarantine of the plugin serving `name`; its waiting
 /// deliveries go now.
+/// Lift a plugin's quarantine for one app (`{app_id}`) or every app.
+#[utoipa::path(post, path = "/{name}/lift", tag = "plugins", params(("name" = String, Path)),
+    request_body(content = Object, description = "`{app_id?}`"),
+    responses((status = 200, description = "`{name, version, lifted_for}`"), (status = "4XX", body = ErrorBody)))]
 async fn lift(
     State(state): State<AppState>,
     caller: Caller,

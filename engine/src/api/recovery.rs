@@ -3,16 +3,18 @@
 //! an event (fan it out again to the endpoints that match it now), and the
 //! record of each such operation.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::deliveries::DeliveryOut;
+use super::openapi::ErrorBody;
 use super::query::Query;
 use super::{ApiError, AppState, Page, page, parse_json};
 use crate::auth::Caller;
@@ -21,16 +23,13 @@ use crate::id::{new_id, now_ms, rfc3339};
 use crate::store::operations::{self, Operation};
 use crate::store::{apps, deliveries, endpoints, events};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/deliveries/{delivery_id}/retry", post(retry))
-        .route(
-            "/v1/apps/{app_id}/endpoints/{endpoint_id}/recover",
-            post(recover),
-        )
-        .route("/v1/events/{event_id}/replay", post(replay))
-        .route("/v1/apps/{app_id}/operations", get(list))
-        .route("/v1/operations/{operation_id}", get(fetch))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(retry))
+        .routes(routes!(recover))
+        .routes(routes!(replay))
+        .routes(routes!(list))
+        .routes(routes!(fetch))
 }
 
 #[derive(Serialize)]
@@ -95,6 +94,9 @@ fn finished_op(
 
 /// `POST /v1/deliveries/{id}/retry`: a failed (or pending) delivery goes
 /// now, with a fresh retry schedule.
+/// Send a failed delivery again now, with a fresh schedule.
+#[utoipa::path(post, path = "/v1/deliveries/{delivery_id}/retry", tag = "recovery", params(("delivery_id" = String, Path)),
+    responses((status = 200, description = "`{delivery, operation}`"), (status = "4XX", body = ErrorBody)))]
 async fn retry(
     State(state): State<AppState>,
     caller: Caller,
@@ -128,6 +130,10 @@ struct RecoverInput {
 /// `POST /v1/apps/{app}/endpoints/{ep}/recover` `{"since": "…"}`: requeue
 /// every failed delivery of the endpoint created since then, in the
 /// background; answers 202 with the operation to follow.
+/// Requeue the endpoint's failed deliveries created since a time (runs in the background).
+#[utoipa::path(post, path = "/v1/apps/{app_id}/endpoints/{endpoint_id}/recover", tag = "recovery",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body(content = Object, description = "`{since: RFC 3339}`"),
+    responses((status = 202, description = "The operation"), (status = "4XX", body = ErrorBody)))]
 async fn recover(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -177,6 +183,9 @@ struct AppQuery {
 
 /// `POST /v1/events/{id}/replay?app_id=`: fan the event out again to the
 /// endpoints that match it now (new deliveries).
+/// Fan an event out again to the endpoints that match it now.
+#[utoipa::path(post, path = "/v1/events/{event_id}/replay", tag = "recovery", params(("event_id" = String, Path)),
+    responses((status = 200, description = "The operation"), (status = "4XX", body = ErrorBody)))]
 async fn replay(
     State(state): State<AppState>,
     caller: Caller,
@@ -203,6 +212,9 @@ async fn replay(
     ))
 }
 
+/// An app's retries, recoveries and replays.
+#[utoipa::path(get, path = "/v1/apps/{app_id}/operations", tag = "recovery", params(("app_id" = String, Path), Page),
+    responses((status = 200, description = "`{data: [Operation], next_cursor}`"), (status = "4XX", body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     Path(app_id): Path<String>,
@@ -220,6 +232,9 @@ async fn list(
     Ok(Json(page(out, limit, |o| o.id.clone())))
 }
 
+/// One operation and its progress.
+#[utoipa::path(get, path = "/v1/operations/{operation_id}", tag = "recovery", params(("operation_id" = String, Path)),
+    responses((status = 200, description = "The operation"), (status = "4XX", body = ErrorBody)))]
 async fn fetch(
     State(state): State<AppState>,
     caller: Caller,

@@ -17,6 +17,7 @@ mod handshake;
 mod hot_reload;
 mod lifecycle;
 mod observability;
+mod openapi;
 mod other_languages;
 mod payload_filters;
 mod plugins;
