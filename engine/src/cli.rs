@@ -1,5 +1,5 @@
 //! The `hookline` command line: `serve`, `plugin new|test|bench|list|lift`,
-//! `bench`, `secret-key new|status`, `migrate`, `backup`, `config check`,
+//! `bench`, `secret-key new|status`, `migrate`, `backup`, `copy-store`, `config check`,
 //! `verify`, `completions`, and the commands over a running engine's API (`apps`,
 //! `endpoints`, `events`, `deliveries`, `operations`, `keys`).
 
@@ -11,6 +11,7 @@ mod backup;
 mod bench;
 mod claim_bench;
 mod config_file;
+mod copy_store;
 mod migrate;
 
 mod plugin;
@@ -70,6 +71,7 @@ pub fn main() -> ExitCode {
         args::Command::Migrate(migrate) => migrate::run(migrate),
         args::Command::Verify(verify) => verify::run(verify),
         args::Command::Backup(backup) => backup::run(backup),
+        args::Command::CopyStore(copy) => copy_store::run(copy),
         args::Command::Config(args::ConfigCommand::Check(check)) => config_file::check(check),
     };
     match result {

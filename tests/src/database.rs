@@ -155,3 +155,56 @@ fn drop_leftovers(conn: &mut PgConnection) {
         }
     });
 }
+
+/// A PostgreSQL database of a test's own on the server of
+/// [`POSTGRES_URL_VAR`], dropped with the value; for a test of a SQLite
+/// engine that also needs PostgreSQL (moving a store).
+pub struct ScratchDatabase {
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl ScratchDatabase {
+    /// A new empty database, or `None` (after saying the test is skipped)
+    /// when [`POSTGRES_URL_VAR`] is not set.
+    pub fn create(test: &str) -> Option<ScratchDatabase> {
+        let Some(admin) = postgres_admin_url() else {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "SKIPPED {test}: it needs PostgreSQL; set {POSTGRES_URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run it"
+            );
+            return None;
+        };
+        let name = format!(
+            "hookline_test_{}_{}",
+            std::process::id(),
+            rand::random::<u64>() % 1_000_000_000_000
+        );
+        let mut conn = PgConnection::establish(&admin)
+            .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_VAR}: {e}"));
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+        let mut url = url::Url::parse(&admin).expect("a valid PostgreSQL URL");
+        url.set_path(&format!("/{name}"));
+        Some(ScratchDatabase {
+            url: url.to_string(),
+            name,
+            admin,
+        })
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = PgConnection::establish(&self.admin) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn);
+        }
+    }
+}

@@ -84,6 +84,10 @@ pub enum Command {
     /// The configuration file (`hookline.toml`).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Move a SQLite store into an empty PostgreSQL database (stop the
+    /// engine first): apps, endpoints, events, deliveries, attempts,
+    /// operations and API keys, in one transaction.
+    CopyStore(CopyStoreArgs),
 }
 
 /// The store's database: a SQLite file (the default) or a PostgreSQL server.
@@ -125,6 +129,16 @@ pub struct ConfigCheckArgs {
     /// The file to check.
     #[arg(long, env = "HOOKLINE_CONFIG", default_value = "hookline.toml")]
     pub config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CopyStoreArgs {
+    /// The SQLite store: a file path or `sqlite://<path>`.
+    #[arg(long, value_parser = DatabaseUrl::parse)]
+    pub from: DatabaseUrl,
+    /// An empty PostgreSQL database: `postgres://user:password@host/database`.
+    #[arg(long, value_parser = DatabaseUrl::parse)]
+    pub to: DatabaseUrl,
 }
 
 #[derive(Debug, clap::Args)]

@@ -659,3 +659,122 @@ filter_types = ["order.*"]
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_moves_to_postgresql_with_its_keys_queue_and_history() {
+    hookline_tests::on_backend!(crate::BACKEND);
+    let Some(target) = hookline_tests::database::ScratchDatabase::create(module_path!()) else {
+        return;
+    };
+    let mut live = Receiver::start().await;
+    // The second endpoint's receiver is down at first: its deliveries fail
+    // (one attempt each) and are recovered after the move.
+    let mut later = Receiver::start().await;
+    later.script(&[(503, "down"); 20]);
+    let mut options = hookline_tests::EngineOptions::default();
+    // Twenty failures in a row, each its own dead letter: no breaker.
+    options.set("--breaker-threshold", "1000");
+    let mut sqlite = Engine::start_with(options).await;
+    let app = sqlite.create_app("moving").await;
+    let delivered = sqlite
+        .create_endpoint(&app, json!({ "url": format!("{}/hook", live.url) }))
+        .await;
+    let held = sqlite
+        .create_endpoint(
+            &app,
+            json!({ "url": format!("{}/hook", later.url), "retry_schedule": [] }),
+        )
+        .await;
+    let events: Vec<serde_json::Value> = (0..20)
+        .map(
+            |i| json!({ "id": format!("m{i}"), "source": "move", "type": "t", "data": { "i": i } }),
+        )
+        .collect();
+    sqlite.emit(&app, serde_json::Value::Array(events)).await;
+    for _ in 0..20 {
+        live.next(Duration::from_secs(30)).await;
+    }
+    let held_id = held["id"].as_str().unwrap();
+    sqlite
+        .wait_deliveries(&format!("endpoint_id={held_id}&status=failed"), 20)
+        .await;
+    later.drain();
+    sqlite.stop();
+
+    let from = sqlite.data_dir.join("hookline.db");
+    let copy = |from: &std::path::Path| {
+        Command::new(hookline_bin())
+            .args(["copy-store", "--from"])
+            .arg(from)
+            .args(["--to", &target.url])
+            .output()
+            .unwrap()
+    };
+    let out = copy(&from);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("20 events, 40 deliveries, 40 attempts"),
+        "{stdout}"
+    );
+    // Never over a store that holds something.
+    let again = copy(&from);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("already holds"), "{stderr}");
+
+    // An engine on PostgreSQL: the same key, endpoints, secrets and history,
+    // and the dead letters recover from there.
+    let data = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        sqlite.data_dir.join("admin.key"),
+        data.path().join("admin.key"),
+    )
+    .unwrap();
+    let mut options = hookline_tests::EngineOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..Default::default()
+    };
+    options
+        .args
+        .extend(["--database-url".into(), target.url.clone()]);
+    let postgres = Engine::start_with(options).await;
+    let id = delivered["id"].as_str().unwrap();
+    let (status, secret) = postgres
+        .get(&format!("/v1/apps/{app}/endpoints/{id}/secret"))
+        .await;
+    assert_eq!(status, 200, "{secret}");
+    assert_eq!(secret["secret"], delivered["secret"]);
+    let done = postgres
+        .deliveries(&format!("endpoint_id={id}&status=delivered"))
+        .await;
+    assert_eq!(done.len(), 20);
+    let attempts = postgres.attempts(done[0]["id"].as_str().unwrap()).await;
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    let failed = postgres
+        .deliveries(&format!("endpoint_id={held_id}&status=failed"))
+        .await;
+    assert_eq!(failed.len(), 20);
+    let (status, out) = postgres
+        .post(
+            &format!("/v1/apps/{app}/endpoints/{held_id}/recover"),
+            &json!({ "since": "2000-01-01T00:00:00Z" }),
+        )
+        .await;
+    assert_eq!(status, 202, "{out}");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..20 {
+        seen.insert(
+            later.next(Duration::from_secs(30)).await.json()["data"]["i"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(seen.len(), 20);
+    drop(postgres);
+}
