@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(v1)
+        .merge(crate::ui::routes())
         // Unknown routes and methods answer in the documented error shape too.
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::NotFound(format!("no route {}", uri.path()))

@@ -19,6 +19,7 @@
 //! - [`plugins`]: the wasmtime component host, the registry of plugins in
 //!   service, sandbox limits, and the built-in plugins embedded at build time.
 //! - [`metrics`]: the Prometheus metrics every part records into.
+//! - [`ui`]: the dashboard at `/ui`, a page over the API.
 //! - [`server`] and [`config`]: wiring and the validated configuration.
 //! - [`cli`]: the `hookline` command line.
 //!
@@ -42,3 +43,4 @@ pub mod payload_filter;
 pub mod plugins;
 pub mod server;
 pub mod store;
+pub mod ui;

@@ -611,7 +611,9 @@ async fn stats(
             Ok((endpoint, attempts, queue))
         })
         .await?;
-    let (counts, mut durations) = (attempts.by_outcome, attempts.durations_ms);
+    let counts = attempts.by_outcome;
+    let mut durations: Vec<i64> = attempts.recent.iter().map(|(_, ms, _)| *ms).collect();
+    let series = series(&attempts.recent, since, now);
     let count = |outcome: AttemptOutcome| {
         counts
             .iter()
@@ -653,7 +655,42 @@ async fn stats(
         },
         "queue": { "pending": pending, "held": held },
         "health": health.health,
+        "series": series,
     })))
+}
+
+/// Bars of the statistics' chart.
+const SERIES_BUCKETS: i64 = 24;
+
+/// The window cut into [`SERIES_BUCKETS`] equal spans, each with its
+/// successful and failed attempts (a retry or a final failure), from the
+/// sampled attempts: `[{start, success, failed}]`, oldest first.
+fn series(recent: &[(i64, i64, i16)], since: i64, now: i64) -> Value {
+    let span = ((now - since) / SERIES_BUCKETS).max(1);
+    let mut buckets = vec![(0u64, 0u64); SERIES_BUCKETS as usize];
+    for (started, _, outcome) in recent {
+        let i = ((started - since) / span).clamp(0, SERIES_BUCKETS - 1) as usize;
+        if *outcome == AttemptOutcome::Success as i16 {
+            buckets[i].0 += 1;
+        } else if *outcome == AttemptOutcome::Retry as i16
+            || *outcome == AttemptOutcome::Failed as i16
+        {
+            buckets[i].1 += 1;
+        }
+    }
+    Value::Array(
+        buckets
+            .into_iter()
+            .enumerate()
+            .map(|(i, (success, failed))| {
+                serde_json::json!({
+                    "start": rfc3339(since + i as i64 * span),
+                    "success": success,
+                    "failed": failed,
+                })
+            })
+            .collect(),
+    )
 }
 
 fn secret_out(endpoint: &Endpoint) -> Value {

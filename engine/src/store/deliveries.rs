@@ -963,8 +963,9 @@ pub const STATS_SAMPLE: i64 = 10_000;
 pub struct AttemptStats {
     /// Attempts by `AttemptOutcome` (as stored).
     pub by_outcome: Vec<(i16, i64)>,
-    /// Durations (ms) of the most recent [`STATS_SAMPLE`] attempts.
-    pub durations_ms: Vec<i64>,
+    /// The most recent [`STATS_SAMPLE`] attempts: when each started (ms),
+    /// how long it took (ms) and its outcome.
+    pub recent: Vec<(i64, i64, i16)>,
 }
 
 /// One endpoint's attempts since `since` (ms).
@@ -983,14 +984,18 @@ pub fn endpoint_attempt_stats(
         .group_by(attempts::outcome)
         .select((attempts::outcome, diesel::dsl::count_star()))
         .load::<(i16, i64)>(conn)?;
-    let durations = in_window()
+    let recent = in_window()
         .order(attempts::started_at.desc())
         .limit(STATS_SAMPLE)
-        .select(attempts::duration_ms)
-        .load::<i64>(conn)?;
+        .select((
+            attempts::started_at,
+            attempts::duration_ms,
+            attempts::outcome,
+        ))
+        .load::<(i64, i64, i16)>(conn)?;
     Ok(AttemptStats {
         by_outcome: counts,
-        durations_ms: durations,
+        recent,
     })
 }
 

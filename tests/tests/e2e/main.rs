@@ -26,3 +26,4 @@ mod rotation;
 mod sandbox;
 mod scaffold;
 mod ssrf;
+mod ui;

@@ -276,6 +276,11 @@ async fn endpoint_stats_report_attempts_latency_queue_and_health() {
     assert_eq!(stats["health"]["consecutive_failures"], 1, "{stats}");
     assert!(stats["health"]["last_success_at"].is_string(), "{stats}");
     assert_eq!(stats["health"]["breaker"], "closed");
+    // The chart's series: the window in 24 spans, the attempts in them.
+    let series = stats["series"].as_array().unwrap();
+    assert_eq!(series.len(), 24);
+    let sum = |key: &str| series.iter().map(|b| b[key].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((sum("success"), sum("failed")), (3, 1), "{stats}");
 
     let (status, error) = engine
         .get(&format!(
