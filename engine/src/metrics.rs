@@ -58,6 +58,9 @@ pub struct Metrics {
     pub attempts: Family<AttemptLabels, Counter>,
     pub attempt_seconds: HistogramFamily<PluginLabels>,
     pub plugin_loads: Family<OutcomeLabels, Counter>,
+    pub plugin_call_seconds: HistogramFamily<PluginLabels>,
+    pub plugin_faults: Family<PluginLabels, Counter>,
+    pub plugin_quarantines: Family<PluginLabels, Counter>,
     pub store_commit_seconds: Histogram,
     pub store_commit_jobs: Histogram,
     pub store_commit_failures: Counter,
@@ -113,6 +116,26 @@ impl Metrics {
             "Plugin files loaded (loaded) or refused while the old version kept serving (refused)",
             plugin_loads.clone(),
         );
+        let plugin_call_seconds: HistogramFamily<PluginLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "plugin_call_duration",
+            "Wall-clock time of one plugin transform of a delivery, in the sandbox",
+            Unit::Seconds,
+            plugin_call_seconds.clone(),
+        );
+        let plugin_faults = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "plugin_faults",
+            "Plugin calls that trapped, ran past a limit or produced refused output",
+            plugin_faults.clone(),
+        );
+        let plugin_quarantines = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "plugin_quarantines",
+            "Times a plugin version was quarantined for an app after repeated faults",
+            plugin_quarantines.clone(),
+        );
         let store_commit_seconds = latency_histogram();
         registry.register_with_unit(
             "store_commit_duration",
@@ -165,6 +188,9 @@ impl Metrics {
             attempts,
             attempt_seconds,
             plugin_loads,
+            plugin_call_seconds,
+            plugin_faults,
+            plugin_quarantines,
             store_commit_seconds,
             store_commit_jobs,
             store_commit_failures,
@@ -188,6 +214,26 @@ impl Metrics {
                 plugin: plugin.to_string(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Records one plugin transform of a delivery.
+    pub fn plugin_call(&self, plugin: &str, took: Duration) {
+        self.plugin_call_seconds
+            .get_or_create(&PluginLabels {
+                plugin: plugin.to_string(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records a plugin call's fault, and whether it quarantined the plugin.
+    pub fn plugin_fault(&self, plugin: &str, quarantined: bool) {
+        let labels = PluginLabels {
+            plugin: plugin.to_string(),
+        };
+        self.plugin_faults.get_or_create(&labels).inc();
+        if quarantined {
+            self.plugin_quarantines.get_or_create(&labels).inc();
+        }
     }
 
     /// Records a plugin file loaded or refused.

@@ -416,6 +416,7 @@ impl LoadedPlugin {
             }
         };
         if guarded {
+            crate::metrics::global().plugin_call(&self.info.name, cost.wall);
             self.record(app, ticket, &result);
         }
         (result, cost)
@@ -505,6 +506,7 @@ impl LoadedPlugin {
                 let text = limits::cut(&e.to_string());
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.clone());
                 let change = self.quarantine.fault(app, &text, ticket);
+                crate::metrics::global().plugin_fault(&self.info.name, change.is_some());
                 if change.is_some() {
                     tracing::error!(
                         plugin = %self.info.name, version = %self.info.version, app, error = %text,

@@ -125,6 +125,18 @@ async function appView(appId) {
     }
     notice.hidden = false;
   };
+  const test = (e) => async () => {
+    try {
+      const sent = await api("POST", `/v1/apps/${encodeURIComponent(appId)}/endpoints/${encodeURIComponent(e.id)}/test`, {});
+      const a = sent.attempt;
+      notice.replaceChildren("Test delivery ",
+        el("a", { href: "#/deliveries/" + encodeURIComponent(sent.delivery.id), class: "mono" }, sent.delivery.id), ": ",
+        a ? `${a.outcome}${a.status_code ? " (" + a.status_code + ")" : ""}${a.error ? " — " + a.error : ""}` : "not attempted yet (held back)");
+    } catch (error) {
+      notice.textContent = String(error.message);
+    }
+    notice.hidden = false;
+  };
   show(el("h1", {}, app.name, " ", el("span", { class: "mono" }, app.id)), notice,
     el("h2", {}, "Endpoints"),
     table([
@@ -138,7 +150,8 @@ async function appView(appId) {
       }],
       ["Last 24 h", (e) => (byId[e.id] ? chart(byId[e.id].series) : "-")],
       ["Last error", (e) => cell(e.health.last_error)],
-      ["", (e) => el("button", { type: "button", class: "recover", onclick: recover(e) }, "Recover failed")],
+      ["", (e) => [el("button", { type: "button", class: "test", onclick: test(e) }, "Send test"), " ",
+        el("button", { type: "button", class: "recover", onclick: recover(e) }, "Recover failed")]],
     ], endpoints.data, (e) => e.id));
 }
 

@@ -121,6 +121,16 @@ async fn metrics_count_a_known_load() {
         sample(&text, "hookline_attempt_duration_seconds_count", &webhook),
         7.0
     );
+    // One transform per attempt, none of them a fault.
+    assert_eq!(
+        sample(
+            &text,
+            "hookline_plugin_call_duration_seconds_count",
+            &webhook
+        ),
+        7.0
+    );
+    assert_eq!(sample(&text, "hookline_plugin_faults_total", &[]), 0.0);
     assert_eq!(sample(&text, "hookline_queue_pending", &[]), 2.0);
     assert_eq!(sample(&text, "hookline_queue_held", &[]), 0.0);
     assert!(sample(&text, "hookline_oldest_pending_age_seconds", &[]) >= 0.0);

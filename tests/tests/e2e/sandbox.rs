@@ -189,6 +189,29 @@ async fn hostile_guests_are_contained_while_other_tenants_keep_delivering() {
         HOSTILE.len(),
         "{mischief}"
     );
+    // The same in /metrics: a quarantine per app, five faults or more each.
+    let metrics = reqwest::get(format!("{}/metrics", engine.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{plugin=\"mischief\"}}")))
+            .and_then(|l| l.rsplit_once(' '))
+            .map_or(0.0, |(_, v)| v.parse().unwrap())
+    };
+    assert_eq!(
+        value("hookline_plugin_quarantines_total"),
+        HOSTILE.len() as f64,
+        "{metrics}"
+    );
+    assert!(
+        value("hookline_plugin_faults_total") >= 5.0 * HOSTILE.len() as f64,
+        "{metrics}"
+    );
     assert!(
         mischief["quarantine"]
             .as_array()

@@ -1,6 +1,6 @@
 //! The dashboard at `/ui`, driven in headless Chromium through chromedriver
 //! (Debian's `chromium` and `chromium-driver`, installed by `.ci/run`): sign
-//! in with a key, see an endpoint's health, find a failed delivery, read its
+//! in with a key, see an endpoint's health, send it a test event, find a failed delivery, read its
 //! attempt, retry it and watch it delivered; screenshots are kept in
 //! `target/test-artifacts/dashboard-*.png`.
 
@@ -226,6 +226,14 @@ async fn the_dashboard_shows_a_failed_delivery_and_retries_it() {
         .find(Locator::Css(&format!("{row} svg.chart rect.failed")))
         .await
         .expect("the chart shows the failure");
+    // A test event from the endpoint's row: the attempt is shown at once.
+    click(&client, &format!("{row} button.test")).await;
+    eventually("the test's attempt to show", WAIT, || async {
+        let notice = text(&client, "#notice").await;
+        (notice.contains("success (200)")).then_some(())
+    })
+    .await;
+    assert_eq!(receiver.next(WAIT).await.json()["type"], "hookline.test");
     screenshot(&client, "dashboard-app.png").await;
 
     // The failed delivery, found by status, with its attempt.
