@@ -17,6 +17,14 @@ use super::{ApiError, AppState};
 use crate::config::{DeclaredApp, DeclaredEndpoint};
 use crate::store::{StoreError, apps};
 
+/// Checks the fields of a declared endpoint as the API's create would take
+/// them (names and shapes, the URL's form); an error names the field.
+pub fn check_fields(fields: &Map<String, Value>) -> Result<(), String> {
+    let input: CreateEndpoint = from_fields(fields.clone()).map_err(|e| e.to_string())?;
+    url::Url::parse(&input.url).map_err(|e| format!("url: not a valid URL: {e}"))?;
+    Ok(())
+}
+
 /// What applying the file did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -138,10 +146,28 @@ fn differing(declared: &Map<String, Value>, stored: &Value, secret: &str) -> Map
             "secret" => value.as_str() != Some(secret),
             // Stored in milliseconds; declared as durations ("5m") or ms.
             "retry_schedule" => !same_schedule(value, &stored[key.as_str()]),
-            _ => stored.get(key.as_str()) != Some(value),
+            _ => !stored
+                .get(key.as_str())
+                .is_some_and(|s| same_value(value, s)),
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// Equal as JSON, numbers compared by value (`5` in TOML is `5.0` stored).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_value(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 fn same_schedule(declared: &Value, stored: &Value) -> bool {
@@ -196,6 +222,11 @@ mod tests {
             Value::Object(changes),
             json!({ "filter_types": ["order.*", "invoice.*"] })
         );
+        // A rate limit declared with whole numbers is stored with floats.
+        let stored = json!({ "rate_limit": { "per_second": 5.0, "burst": 10 } });
+        let declared = json!({ "rate_limit": { "per_second": 5, "burst": 10 } });
+        assert!(differing(declared.as_object().unwrap(), &stored, "s").is_empty());
+        let stored = json!({ "retry_schedule": [5000, 60000] });
         let declared = json!({ "retry_schedule": ["5s"], "secret": "whsec_new" });
         let changes = differing(declared.as_object().unwrap(), &stored, "whsec_same");
         assert_eq!(changes.len(), 2);

@@ -43,7 +43,7 @@ const MAX_CONFIG_BYTES: usize = 64 << 10;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateEndpoint {
-    url: String,
+    pub(super) url: String,
     #[serde(default)]
     description: String,
     plugin: Option<String>,
@@ -602,18 +602,20 @@ async fn stats(
     let now = now_ms();
     let since = now - window.as_millis() as i64;
     let sealer = state.store.sealer();
+    let spans = spans(since, now);
+    let asked = spans.clone();
     let (endpoint, attempts, (pending, held)) = state
         .store
         .read(move |c| {
             let endpoint = endpoints::get(c, &sealer, &app_id, &endpoint_id)?;
-            let attempts = deliveries::endpoint_attempt_stats(c, &endpoint.id, since)?;
+            let attempts = deliveries::endpoint_attempt_stats(c, &endpoint.id, since, &asked)?;
             let queue = deliveries::endpoint_queue(c, &endpoint.id)?;
             Ok((endpoint, attempts, queue))
         })
         .await?;
     let counts = attempts.by_outcome;
     let mut durations: Vec<i64> = attempts.recent.iter().map(|(_, ms, _)| *ms).collect();
-    let series = series(&attempts.recent, since, now);
+    let series = series(&spans, &attempts.by_span);
     let count = |outcome: AttemptOutcome| {
         counts
             .iter()
@@ -662,31 +664,42 @@ async fn stats(
 /// Bars of the statistics' chart.
 const SERIES_BUCKETS: i64 = 24;
 
-/// The window cut into [`SERIES_BUCKETS`] equal spans, each with its
-/// successful and failed attempts (a retry or a final failure), from the
-/// sampled attempts: `[{start, success, failed}]`, oldest first.
-fn series(recent: &[(i64, i64, i16)], since: i64, now: i64) -> Value {
+/// The window cut into [`SERIES_BUCKETS`] equal spans, `[from, to)` in ms,
+/// oldest first; the last ends now.
+fn spans(since: i64, now: i64) -> Vec<(i64, i64)> {
     let span = ((now - since) / SERIES_BUCKETS).max(1);
-    let mut buckets = vec![(0u64, 0u64); SERIES_BUCKETS as usize];
-    for (started, _, outcome) in recent {
-        let i = ((started - since) / span).clamp(0, SERIES_BUCKETS - 1) as usize;
-        if *outcome == AttemptOutcome::Success as i16 {
-            buckets[i].0 += 1;
-        } else if *outcome == AttemptOutcome::Retry as i16
-            || *outcome == AttemptOutcome::Failed as i16
-        {
-            buckets[i].1 += 1;
-        }
-    }
+    (0..SERIES_BUCKETS)
+        .map(|i| {
+            let from = since + i * span;
+            let to = if i == SERIES_BUCKETS - 1 {
+                now + 1
+            } else {
+                from + span
+            };
+            (from, to)
+        })
+        .collect()
+}
+
+/// Each span with its successful and failed attempts (a retry or a final
+/// failure): `[{start, success, failed}]`, oldest first.
+fn series(spans: &[(i64, i64)], counts: &[Vec<(i16, i64)>]) -> Value {
     Value::Array(
-        buckets
-            .into_iter()
-            .enumerate()
-            .map(|(i, (success, failed))| {
+        spans
+            .iter()
+            .zip(counts)
+            .map(|(&(from, _), counts)| {
+                let sum = |wanted: &[AttemptOutcome]| -> i64 {
+                    counts
+                        .iter()
+                        .filter(|(o, _)| wanted.iter().any(|w| *w as i16 == *o))
+                        .map(|(_, n)| n)
+                        .sum()
+                };
                 serde_json::json!({
-                    "start": rfc3339(since + i as i64 * span),
-                    "success": success,
-                    "failed": failed,
+                    "start": rfc3339(from),
+                    "success": sum(&[AttemptOutcome::Success]),
+                    "failed": sum(&[AttemptOutcome::Retry, AttemptOutcome::Failed]),
                 })
             })
             .collect(),

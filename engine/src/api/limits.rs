@@ -40,13 +40,14 @@ impl RequestLimits {
 /// what they started, such as ingest's commit and handoff, do it in a task of
 /// their own, so cutting the request short loses nothing.)
 pub async fn guard(State(limits): State<RequestLimits>, req: Request, next: Next) -> Response {
-    // Whatever a handler leaves of the body is read after it answers, so the
-    // client sees the answer (a 413, a 401) and not a reset.
-    let req = req.map(super::linger::Lingering::wrap);
     let Ok(_permit) = limits.in_progress.clone().try_acquire_owned() else {
         return ApiError::Unavailable("too many requests in progress; try again shortly".into())
             .into_response();
     };
+    // Whatever a handler leaves of the body is read after it answers, so the
+    // client sees the answer (a 413, a 401) and not a reset. (A request shed
+    // above is not drained: shedding must lighten the load.)
+    let req = req.map(super::linger::Lingering::wrap);
     match tokio::time::timeout(limits.timeout, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::Unavailable(format!(

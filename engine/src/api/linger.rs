@@ -8,8 +8,8 @@
 //! writing its body then sees "connection reset" instead of the 413 that
 //! names the limit. Reading on (up to [`DRAIN_MAX_BYTES`] and
 //! [`DRAIN_MAX_TIME`], nginx's `lingering_close` in spirit) lets the answer
-//! reach the client and keeps the connection usable. A body read to its end
-//! costs nothing here.
+//! reach the client and keeps the connection usable. At most [`MAX_DRAINS`]
+//! run at once. A body read to its end costs nothing here.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -23,6 +23,12 @@ use http_body::{Frame, SizeHint};
 pub const DRAIN_MAX_BYTES: usize = 16 << 20;
 /// How long an unwanted body is read after the answer.
 pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
+/// Bodies drained at once; past this, an unwanted body is dropped and its
+/// connection closed (many slow senders cannot hold the server's tasks).
+pub const MAX_DRAINS: usize = 64;
+
+/// Drains in progress.
+static DRAINS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A request body that is read to its end (within bounds) when it is dropped
 /// half-read.
@@ -85,9 +91,18 @@ impl Drop for Lingering {
             return;
         }
         // Dropped outside a runtime (a test, a shutdown): nothing to linger for.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(drain(body));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        use std::sync::atomic::Ordering;
+        if DRAINS.fetch_add(1, Ordering::Relaxed) >= MAX_DRAINS {
+            DRAINS.fetch_sub(1, Ordering::Relaxed);
+            return;
         }
+        runtime.spawn(async move {
+            drain(body).await;
+            DRAINS.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 }
 

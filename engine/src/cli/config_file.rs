@@ -228,12 +228,22 @@ fn flag_text(value: &toml::Value) -> Option<String> {
 /// `--config=PATH`) after `serve` or `config check`, else `HOOKLINE_CONFIG`.
 pub fn named_in(argv: &[std::ffi::OsString]) -> Option<PathBuf> {
     let words: Vec<&str> = argv.iter().filter_map(|a| a.to_str()).collect();
-    let takes_config = matches!(words.get(1), Some(&"serve"))
-        || matches!(words.get(1..3), Some(["config", "check"]));
+    // The subcommand is the first word that is neither an option nor the
+    // value of the one global option that takes a value.
+    let mut at = 1;
+    while let Some(word) = words.get(at) {
+        match *word {
+            "--log-format" => at += 2,
+            w if w.starts_with('-') => at += 1,
+            _ => break,
+        }
+    }
+    let takes_config = matches!(words.get(at), Some(&"serve"))
+        || matches!(words.get(at..at + 2), Some(["config", "check"]));
     if !takes_config {
         return None;
     }
-    let mut rest = words.iter().skip(2);
+    let mut rest = words.iter().skip(at + 1);
     while let Some(word) = rest.next() {
         if *word == "--config" {
             return rest.next().map(PathBuf::from);
@@ -291,6 +301,20 @@ pub fn check(args: ConfigCheckArgs) -> anyhow::Result<()> {
     })?;
     crate::config::Config::from_args(serve_args)
         .with_context(|| format!("{}: the configuration is not valid", args.config.display()))?;
+    // The declared endpoints' fields, as far as they can be checked without
+    // the engine (plugins, the network and the store are checked at start).
+    for app in &file.apps {
+        for endpoint in &app.endpoints {
+            crate::api::declared::check_fields(&endpoint.fields).map_err(|e| {
+                anyhow!(
+                    "{}: app {} endpoint {}: {e}",
+                    args.config.display(),
+                    app.id,
+                    endpoint.id
+                )
+            })?;
+        }
+    }
 
     let (own, global) = settable(&<Args as clap::CommandFactory>::command());
     let mut table = comfy_table::Table::new();
@@ -409,6 +433,13 @@ mod tests {
             ])),
             None
         );
+        // Global options may come first.
+        for first in [&["--log-format", "json"][..], &["--log-format=json"][..]] {
+            let mut words = vec!["hookline"];
+            words.extend(first);
+            words.extend(["serve", "--config", "c.toml"]);
+            assert_eq!(named_in(&argv(&words)), Some("c.toml".into()), "{words:?}");
+        }
     }
 
     #[test]

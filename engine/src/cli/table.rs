@@ -75,8 +75,17 @@ pub fn cell(value: &Value) -> String {
             .join(","),
         other => other.to_string(),
     };
-    // One line per row: a multi-line error must not break the columns.
-    let text = text.replace(['\n', '\r'], " ");
+    // One line per row: a multi-line error must not break the columns. Other
+    // control characters are shown escaped: a response excerpt is the
+    // receiver's text, and escape sequences in it must not reach the terminal.
+    let text: String = text
+        .chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => " ".to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect();
     match text.char_indices().nth(MAX_CELL) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
@@ -87,6 +96,16 @@ pub fn cell(value: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn control_characters_from_a_receiver_never_reach_the_terminal() {
+        let shown = cell(&json!("ok\u{1b}]52;c;ZXZpbA==\u{7}\nnext"));
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(
+            shown.contains("\\u{1b}") && shown.contains("next"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn lists_align_columns_and_show_missing_values_as_a_dash() {

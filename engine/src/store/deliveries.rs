@@ -966,13 +966,18 @@ pub struct AttemptStats {
     /// The most recent [`STATS_SAMPLE`] attempts: when each started (ms),
     /// how long it took (ms) and its outcome.
     pub recent: Vec<(i64, i64, i16)>,
+    /// For each span asked for, its attempts by outcome (all of them, not
+    /// a sample).
+    pub by_span: Vec<Vec<(i16, i64)>>,
 }
 
-/// One endpoint's attempts since `since` (ms).
+/// One endpoint's attempts since `since` (ms), and in each of `spans`
+/// (`[from, to)` in ms).
 pub fn endpoint_attempt_stats(
     conn: &mut Conn,
     endpoint_id: &str,
     since: i64,
+    spans: &[(i64, i64)],
 ) -> Result<AttemptStats, StoreError> {
     let in_window = || {
         attempts::table
@@ -993,9 +998,23 @@ pub fn endpoint_attempt_stats(
             attempts::outcome,
         ))
         .load::<(i64, i64, i16)>(conn)?;
+    let by_span = spans
+        .iter()
+        .map(|&(from, to)| {
+            attempts::table
+                .inner_join(deliveries::table)
+                .filter(deliveries::endpoint_id.eq(endpoint_id.to_string()))
+                .filter(attempts::started_at.ge(from))
+                .filter(attempts::started_at.lt(to))
+                .group_by(attempts::outcome)
+                .select((attempts::outcome, diesel::dsl::count_star()))
+                .load::<(i16, i64)>(conn)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(AttemptStats {
         by_outcome: counts,
         recent,
+        by_span,
     })
 }
 

@@ -517,6 +517,18 @@ async fn a_config_file_is_checked_and_runs_the_engine() {
         err.contains("unknown setting `max_inflight`") && err.contains("max_in_flight"),
         "{err}"
     );
+    // A declared endpoint with a misspelt field: refused before any start.
+    std::fs::write(
+        &bad,
+        "[[apps]]\nid = \"app_x\"\n[[apps.endpoints]]\nid = \"ep_x\"\nurl = \"http://127.0.0.1:9/\"\nfilter_type = [\"a\"]\n",
+    )
+    .unwrap();
+    let (code, _, err) = check(&bad, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("app app_x endpoint ep_x") && err.contains("unknown field `filter_type`"),
+        "{err}"
+    );
     std::fs::write(&bad, "retry_schedule = \"soon\"\n").unwrap();
     let (code, _, err) = check(&bad, &[]);
     assert_eq!(code, Some(2), "{err}");
