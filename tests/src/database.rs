@@ -82,21 +82,28 @@ pub fn database_url_for(data_dir: &Path) -> Option<(String, bool)> {
         return Some((url.trim().to_string(), false));
     }
     let admin = postgres_admin_url().expect("on_backend! checked the URL");
+    let (url, _) = create_database(&admin);
+    std::fs::write(&file, &url).unwrap();
+    Some((url, true))
+}
+
+/// Creates a database of this test process's on the server `admin` names
+/// (after dropping those of test processes that are gone); its URL and name.
+fn create_database(admin: &str) -> (String, String) {
     let name = format!(
         "hookline_test_{}_{}",
         std::process::id(),
         rand::random::<u64>() % 1_000_000_000_000
     );
-    let mut conn = PgConnection::establish(&admin)
+    let mut conn = PgConnection::establish(admin)
         .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_VAR}: {e}"));
     drop_leftovers(&mut conn);
     diesel::sql_query(format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-    let mut url = url::Url::parse(&admin).expect("a valid PostgreSQL URL");
+    let mut url = url::Url::parse(admin).expect("a valid PostgreSQL URL");
     url.set_path(&format!("/{name}"));
-    std::fs::write(&file, url.as_str()).unwrap();
-    Some((url.to_string(), true))
+    (url.to_string(), name)
 }
 
 /// Makes an engine on `to` use the same PostgreSQL database as the one on
@@ -177,23 +184,8 @@ impl ScratchDatabase {
             );
             return None;
         };
-        let name = format!(
-            "hookline_test_{}_{}",
-            std::process::id(),
-            rand::random::<u64>() % 1_000_000_000_000
-        );
-        let mut conn = PgConnection::establish(&admin)
-            .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_VAR}: {e}"));
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-        let mut url = url::Url::parse(&admin).expect("a valid PostgreSQL URL");
-        url.set_path(&format!("/{name}"));
-        Some(ScratchDatabase {
-            url: url.to_string(),
-            name,
-            admin,
-        })
+        let (url, name) = create_database(&admin);
+        Some(ScratchDatabase { url, name, admin })
     }
 }
 

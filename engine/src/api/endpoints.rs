@@ -614,7 +614,7 @@ async fn stats(
         })
         .await?;
     let counts = attempts.by_outcome;
-    let mut durations: Vec<i64> = attempts.recent.iter().map(|(_, ms, _)| *ms).collect();
+    let mut durations = attempts.durations_ms;
     let series = series(&spans, &attempts.by_span);
     let count = |outcome: AttemptOutcome| {
         counts

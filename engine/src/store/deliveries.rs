@@ -963,9 +963,8 @@ pub const STATS_SAMPLE: i64 = 10_000;
 pub struct AttemptStats {
     /// Attempts by `AttemptOutcome` (as stored).
     pub by_outcome: Vec<(i16, i64)>,
-    /// The most recent [`STATS_SAMPLE`] attempts: when each started (ms),
-    /// how long it took (ms) and its outcome.
-    pub recent: Vec<(i64, i64, i16)>,
+    /// Durations (ms) of the most recent [`STATS_SAMPLE`] attempts.
+    pub durations_ms: Vec<i64>,
     /// For each span asked for, its attempts by outcome (all of them, not
     /// a sample).
     pub by_span: Vec<Vec<(i16, i64)>>,
@@ -989,15 +988,11 @@ pub fn endpoint_attempt_stats(
         .group_by(attempts::outcome)
         .select((attempts::outcome, diesel::dsl::count_star()))
         .load::<(i16, i64)>(conn)?;
-    let recent = in_window()
+    let durations_ms = in_window()
         .order(attempts::started_at.desc())
         .limit(STATS_SAMPLE)
-        .select((
-            attempts::started_at,
-            attempts::duration_ms,
-            attempts::outcome,
-        ))
-        .load::<(i64, i64, i16)>(conn)?;
+        .select(attempts::duration_ms)
+        .load::<i64>(conn)?;
     let by_span = spans
         .iter()
         .map(|&(from, to)| {
@@ -1013,7 +1008,7 @@ pub fn endpoint_attempt_stats(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(AttemptStats {
         by_outcome: counts,
-        recent,
+        durations_ms,
         by_span,
     })
 }

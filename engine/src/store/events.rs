@@ -37,6 +37,24 @@ pub struct Event {
     pub received_at: i64,
 }
 
+impl Event {
+    /// The row of a validated event of `app_id`, received at `now`.
+    fn new(app_id: &str, event: NewEvent, now: i64) -> Event {
+        Event {
+            id: new_id("evt"),
+            app_id: app_id.to_string(),
+            source: event.source,
+            ce_id: event.ce_id,
+            event_type: event.event_type,
+            subject: event.subject,
+            time: event.time,
+            data: event.data,
+            extensions: event.extensions,
+            received_at: now,
+        }
+    }
+}
+
 /// A validated event to store (see `crate::cloudevent`).
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -104,18 +122,7 @@ pub fn ingest(
     let mut out = Ingested::default();
     let rows: Vec<Event> = batch
         .into_iter()
-        .map(|event| Event {
-            id: new_id("evt"),
-            app_id: app_id.to_string(),
-            source: event.source,
-            ce_id: event.ce_id,
-            event_type: event.event_type,
-            subject: event.subject,
-            time: event.time,
-            data: event.data,
-            extensions: event.extensions,
-            received_at: now,
-        })
+        .map(|event| Event::new(app_id, event, now))
         .collect();
     let inserted = insert_new(conn, &rows)?;
     let mut deliveries = Vec::new();
@@ -230,18 +237,7 @@ pub fn ingest_for_endpoint(
             "endpoint {endpoint_id} is disabled: enable it to test it"
         )));
     }
-    let row = Event {
-        id: new_id("evt"),
-        app_id: app_id.to_string(),
-        source: event.source,
-        ce_id: event.ce_id,
-        event_type: event.event_type,
-        subject: event.subject,
-        time: event.time,
-        data: event.data,
-        extensions: event.extensions,
-        received_at: now,
-    };
+    let row = Event::new(app_id, event, now);
     if insert_new(conn, std::slice::from_ref(&row))? != [true] {
         return Err(StoreError::Conflict(format!(
             "the app already has an event with source {:?} and id {:?}; leave id out for a fresh one",

@@ -396,32 +396,14 @@ async fn a_backup_taken_under_load_restores_to_a_working_engine() {
         })
     };
     let data_dir = engine.data_dir.to_str().unwrap().to_string();
-    let (code, out, err) = cli(
-        &engine,
-        &[
-            "backup",
-            "--data-dir",
-            &data_dir,
-            "--to",
-            copy.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let to = copy.to_str().unwrap();
+    let backup = ["backup", "--data-dir", &data_dir, "--to", to];
+    let (code, out, err) = cli(&engine, &backup).await;
     assert_eq!(code, 0, "{err}{out}");
     assert!(out.contains("integrity ok"), "{out}");
     load.await.unwrap();
     // A backup never overwrites.
-    let (code, _, err) = cli(
-        &engine,
-        &[
-            "backup",
-            "--data-dir",
-            &data_dir,
-            "--to",
-            copy.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let (code, _, err) = cli(&engine, &backup).await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("exists already"), "{err}");
 
